@@ -1,0 +1,77 @@
+"""The declared component tables. Targets are lazy, so listing and validating import no torch."""
+
+from __future__ import annotations
+
+from audit.registry import Registry, did_you_mean
+
+#: Dataset adapters: name -> class implementing :class:`audit.data.base.DatasetAdapter`.
+DATASETS: Registry[type] = Registry("dataset adapter", {
+    "fairface": "audit.data.fairface:FairFaceAdapter",
+    "hf": "audit.data.hf:HFAdapter",
+    "imagefolder": "audit.data.imagefolder:ImageFolderAdapter",
+    "imagenet": "audit.data.imagenet:ImageNetAdapter",
+    "imagenet_v2": "audit.data.imagenet:ImageNetV2Adapter",
+    "imagenet_sketch": "audit.data.imagenet:ImageNetSketchAdapter",
+    "imagenet_r": "audit.data.imagenet:ImageNetRAdapter",
+    "imagenet_a": "audit.data.imagenet:ImageNetAAdapter",
+    "objectnet": "audit.data.imagenet:ObjectNetAdapter",
+    "synthetic_fairface": "audit.data.synthetic:SyntheticFairFaceAdapter",
+})
+
+#: Metrics: name -> :class:`audit.metrics.base.MetricDef`.
+METRICS: Registry[object] = Registry("metric", {
+    "category_rate": "audit.metrics.fairness:CATEGORY_RATE",
+    "disparity": "audit.metrics.fairness:DISPARITY",
+    "independence_test": "audit.metrics.fairness:INDEPENDENCE_TEST",
+    "pairwise_test": "audit.metrics.fairness:PAIRWISE_TEST",
+    "variant_change": "audit.metrics.fairness:VARIANT_CHANGE",
+    "template_sensitivity": "audit.metrics.fairness:TEMPLATE_SENSITIVITY",
+    "accuracy": "audit.metrics.accuracy:ACCURACY",
+    "balanced_accuracy": "audit.metrics.accuracy:BALANCED_ACCURACY",
+    "top5_accuracy": "audit.metrics.accuracy:TOP5_ACCURACY",
+    "mean_per_class_recall": "audit.metrics.accuracy:MEAN_PER_CLASS_RECALL",
+})
+
+#: Gate types: name -> evaluation function in :mod:`audit.gates`.
+GATES: Registry[object] = Registry("gate", {
+    "max_rate": "audit.gates:eval_max_rate",
+    "max_disparity": "audit.gates:eval_max_disparity",
+    "no_significant_difference": "audit.gates:eval_no_significant_difference",
+    "min_accuracy": "audit.gates:eval_min_accuracy",
+    "min_effective_robustness": "audit.gates:eval_min_effective_robustness",
+    "variant_no_increase": "audit.gates:eval_variant_no_increase",
+})
+
+#: Model id schemes other than open_clip's ``ARCH:PRETRAINED``.
+MODEL_SCHEMES: Registry[type] = Registry("model scheme", {
+    "open_clip": "audit.models.openclip:OpenClipModel",
+    "hf-hub": "audit.models.openclip:OpenClipModel",
+    "local-dir": "audit.models.openclip:OpenClipModel",
+    "fake": "audit.models.fake:FakeModel",
+})
+
+
+def dataset_columns(adapter: str) -> tuple[str, ...] | None:
+    """Columns an adapter is known to provide (None when only the data can tell)."""
+    cls = DATASETS.get(adapter)
+    return getattr(cls, "columns", None)
+
+
+def model_scheme(model_id: str) -> str:
+    head = model_id.split(":", 1)[0]
+    return head if head in ("hf-hub", "local-dir", "fake") else "open_clip"
+
+
+def check_model_id(model_id: str) -> str | None:
+    """Return a problem message for a malformed model id, or None. Imports no torch."""
+    if model_id.startswith(("hf-hub:", "local-dir:", "fake:")):
+        return None if model_id.split(":", 1)[1] else "nothing after the scheme; e.g. hf-hub:org/name"
+    arch, sep, pretrained = model_id.partition(":")
+    if not sep or not arch or not pretrained:
+        schemes = ["hf-hub", "local-dir", "fake"]
+        hint = did_you_mean(arch, schemes) if not pretrained and sep else ""
+        return (
+            f"model '{model_id}' must be ARCH:PRETRAINED (e.g. ViT-B-32:openai or "
+            f"ViT-B-32:/path/ckpt.pt), hf-hub:org/name or local-dir:/path{hint}"
+        )
+    return None

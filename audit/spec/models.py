@@ -1,0 +1,335 @@
+"""Frozen, fully validated probe and label-set models.
+
+Nothing downstream of :func:`audit.spec.load_probe` sees a dict: YAML goes through
+``yaml.safe_load`` into these models (``extra="forbid"``, so a typo such as ``subgroup:`` is an
+error), then through the cross-checks in :mod:`audit.spec.load` (registry names, files, columns).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: A category name, or a union of them written ``crime|non_human``.
+CATEGORY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def split_categories(expr: str) -> tuple[str, ...]:
+    """``"crime|non_human"`` -> ``("crime", "non_human")``."""
+    return tuple(part.strip() for part in expr.split("|"))
+
+
+def check_template(template: str) -> str:
+    """A prompt template must hold exactly one ``{}`` or ``{c}`` placeholder and no other field."""
+    fields = TEMPLATE_FIELD_RE.findall(template)
+    if len(fields) != 1 or fields[0] not in ("", "c"):
+        raise ValueError(
+            f"template {template!r} must contain exactly one placeholder '{{}}' (or '{{c}}') "
+            f"for the label, e.g. 'a photo of a {{}}.'"
+        )
+    return template
+
+
+# --------------------------------------------------------------------------- label sets
+
+
+class Label(Frozen):
+    """One entry of a vocabulary."""
+
+    text: str = Field(min_length=1, description="What goes into the prompt template.")
+    category: str = Field(description="The category the label belongs to, e.g. crime, non_human.")
+    target: str | None = Field(
+        default=None,
+        description="The dataset target value this label stands for (for accuracy probes).",
+    )
+
+    @field_validator("category")
+    @classmethod
+    def _category_name(cls, v: str) -> str:
+        if not CATEGORY_RE.match(v):
+            raise ValueError(f"category {v!r} must be a plain name (letters, digits, '_')")
+        return v
+
+
+class LabelSet(Frozen):
+    """A versioned vocabulary file in ``label_sets/``."""
+
+    name: str = Field(min_length=1, description="Identifier of the label set.")
+    version: str = Field(min_length=1, description="Bumped whenever the labels change.")
+    description: str = ""
+    citation: str = Field(default="", description="Where the vocabulary comes from.")
+    labels: tuple[Label, ...] = Field(description="The labels; at least one, texts unique.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_str(cls, v: object) -> object:
+        return str(v) if isinstance(v, (int, float)) else v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: tuple[Label, ...]) -> tuple[Label, ...]:
+        if not v:
+            raise ValueError("the label set is empty; list at least one label")
+        seen: set[str] = set()
+        for i, label in enumerate(v):
+            if label.text in seen:
+                raise ValueError(f"duplicate label {label.text!r} at labels[{i}]; texts must be unique")
+            seen.add(label.text)
+        return v
+
+
+# --------------------------------------------------------------------------- probe parts
+
+
+class DatasetSpec(Frozen):
+    """Where the images come from and which columns describe them."""
+
+    adapter: str = Field(description="Registered dataset adapter, e.g. fairface, imagenet_r, hf.")
+    name: str | None = Field(default=None, description="Name in results; defaults to the adapter.")
+    source: str | None = Field(
+        default=None,
+        description="Hugging Face hub id, or a local directory laid out like the hub repo "
+        "(relative paths resolve against the probe file). Defaults to the adapter's hub id.",
+    )
+    config: str | None = Field(default=None, description="Dataset config, e.g. '0.25' for FairFace.")
+    split: str | None = Field(default=None, description="Split; defaults to the adapter's.")
+    revision: str | None = Field(default=None, description="Hub revision (commit, tag, branch).")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Rename map: adapter column name -> column in the source."
+    )
+    subgroups: tuple[str, ...] = Field(default=(), description="Columns to break results down by.")
+    intersections: tuple[tuple[str, ...], ...] = Field(
+        default=(), description="Column combinations to break down by, e.g. [[race, gender]]."
+    )
+    target: str | None = Field(default=None, description="Ground-truth column, for accuracy.")
+    limit: int | None = Field(default=None, gt=0, description="Use at most this many images.")
+    stratify: tuple[str, ...] = Field(
+        default=(), description="With limit: subsample evenly within these columns."
+    )
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Adapter-specific options (see `audit list`)."
+    )
+
+    @field_validator("config", "revision", mode="before")
+    @classmethod
+    def _to_str(cls, v: object) -> object:
+        # YAML reads config 0.25 as a float; FairFace's configs are the strings '0.25', '1.25'.
+        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.adapter
+
+    @model_validator(mode="after")
+    def _intersections(self) -> DatasetSpec:
+        for i, combo in enumerate(self.intersections):
+            if len(combo) < 2:
+                raise ValueError(f"intersections[{i}] must name at least two columns")
+        return self
+
+
+class ModelSpec(Frozen):
+    """One model to audit."""
+
+    id: str = Field(
+        description="ARCH:PRETRAINED (open_clip tag or checkpoint path), hf-hub:org/name, "
+        "local-dir:/path, or another registered scheme such as fake:..."
+    )
+    name: str | None = Field(default=None, description="Name in results; defaults to the id.")
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class VariantSpec(Frozen):
+    """A label-set variant: which categories of the merged vocabulary take part."""
+
+    include: tuple[str, ...] | None = Field(default=None, description="Only these categories.")
+    exclude: tuple[str, ...] = Field(default=(), description="Drop these categories.")
+
+
+class MetricSpec(Frozen):
+    name: str = Field(description="Registered metric, e.g. category_rate, accuracy.")
+    categories: tuple[str, ...] | None = Field(
+        default=None, description="Categories or unions ('crime|non_human'); default: probe's."
+    )
+
+
+class StatsSpec(Frozen):
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="1 - confidence level.")
+    min_n: int = Field(default=30, ge=1, description="Groups smaller than this are flagged.")
+    n_bootstrap: int = Field(default=1000, ge=0, description="Bootstrap resamples for intervals.")
+
+
+Judge = Literal["point", "lower", "upper"]
+
+
+class GateBase(Frozen):
+    id: str | None = Field(default=None, description="Name shown in reports; defaults to type.")
+    severity: Literal["fail", "warn"] = "fail"
+    on: Judge = Field(default="point", description="Judge the point estimate or an interval bound.")
+    min_n: int | None = Field(default=None, ge=1, description="Default: stats.min_n.")
+    insufficient: Literal["fail", "pass"] = Field(
+        default="fail", description="What a group below min_n means for the gate."
+    )
+    models: tuple[str, ...] | None = Field(default=None, description="Only these models.")
+    variants: tuple[str, ...] | None = Field(default=None, description="Only these variants.")
+
+
+class MaxRateGate(GateBase):
+    """The rate of a category must stay at or below a threshold in every group."""
+
+    type: Literal["max_rate"]
+    category: str
+    group_col: str = Field(default="overall", description="'overall' or a subgroup column.")
+    threshold: float = Field(ge=0, le=1)
+
+
+class MaxDisparityGate(GateBase):
+    """Across the groups of a column, the rate ratio or difference must stay below a threshold."""
+
+    type: Literal["max_disparity"]
+    category: str
+    group_col: str
+    measure: Literal["ratio", "difference"] = "difference"
+    threshold: float = Field(ge=0)
+
+
+class NoSignificantDifferenceGate(GateBase):
+    """No group's rate may differ significantly from the rest (Holm-adjusted)."""
+
+    type: Literal["no_significant_difference"]
+    category: str
+    group_col: str
+
+
+class MinAccuracyGate(GateBase):
+    """Accuracy must stay at or above a floor in every group."""
+
+    type: Literal["min_accuracy"]
+    metric: str = Field(default="accuracy", description="accuracy, balanced_accuracy, top5_accuracy")
+    group_col: str = "overall"
+    threshold: float = Field(ge=0, le=1)
+    datasets: tuple[str, ...] | None = None
+
+
+class MinEffectiveRobustnessGate(GateBase):
+    """Effective robustness on a shift must stay at or above a floor (accuracy points)."""
+
+    type: Literal["min_effective_robustness"]
+    shift: str
+    threshold: float
+
+
+class VariantNoIncreaseGate(GateBase):
+    """Going from one variant to another must not raise any group's rate by more than a margin."""
+
+    type: Literal["variant_no_increase"]
+    category: str
+    group_col: str
+    base: str = "default"
+    compare: str
+    margin: float = Field(default=0.0, ge=0)
+
+
+GateSpec = Annotated[
+    Union[
+        MaxRateGate,
+        MaxDisparityGate,
+        NoSignificantDifferenceGate,
+        MinAccuracyGate,
+        MinEffectiveRobustnessGate,
+        VariantNoIncreaseGate,
+    ],
+    Field(discriminator="type"),
+]
+
+GATE_TYPES = (
+    "max_rate", "max_disparity", "no_significant_difference", "min_accuracy",
+    "min_effective_robustness", "variant_no_increase",
+)
+
+
+class ReportSpec(Frozen):
+    enabled: bool = True
+    gallery: bool = Field(default=False, description="Show images put into flagged categories.")
+    notebooks: tuple[str, ...] | None = Field(default=None, description="Default: by probe kind.")
+
+
+class ProbeSpec(Frozen):
+    """A probe: dataset(s) x label vocabulary x models, the metrics and the release gates."""
+
+    name: str = Field(min_length=1, description="Probe name; names the output directory.")
+    description: str = ""
+    kind: Literal["fairness", "robustness"] = "fairness"
+    notice: str | None = Field(
+        default=None, description="Text shown in the summary and report (e.g. demo caveats)."
+    )
+    datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
+    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    label_sets: tuple[str, ...] = Field(
+        min_length=1,
+        description="Label-set files (relative to the probe) merged in order, or 'classnames' "
+        "for the dataset's own class names.",
+    )
+    variants: dict[str, VariantSpec] = Field(default_factory=lambda: {"default": VariantSpec()})
+    templates: tuple[str, ...] | str = Field(
+        default=("a photo of a {}.",),
+        description="Prompt templates, or a named set: openai_imagenet, simple_imagenet, dataset.",
+    )
+    categories: tuple[str, ...] = Field(
+        default=(), description="Categories or unions whose rates are reported."
+    )
+    metrics: tuple[MetricSpec, ...] = Field(min_length=1)
+    stats: StatsSpec = StatsSpec()
+    gates: tuple[GateSpec, ...] = ()
+    report: ReportSpec = ReportSpec()
+    seed: int = 0
+    batch_size: int = Field(default=64, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: object) -> object:
+        """Accept ``dataset:`` for a single dataset and plain strings for models and metrics."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "dataset" in data:
+            if "datasets" in data:
+                raise ValueError("give either 'dataset' or 'datasets', not both")
+            data["datasets"] = [data.pop("dataset")]
+        for key, field in (("models", "id"), ("metrics", "name")):
+            if isinstance(data.get(key), list):
+                data[key] = [{field: v} if isinstance(v, str) else v for v in data[key]]
+        return data
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: tuple[str, ...] | str) -> tuple[str, ...] | str:
+        if isinstance(v, str):
+            return v
+        if not v:
+            raise ValueError("list at least one template")
+        for t in v:
+            check_template(t)
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v: dict[str, VariantSpec]) -> dict[str, VariantSpec]:
+        if not v:
+            raise ValueError("declare at least one variant, e.g. {default: {}}")
+        return v
+
+    @property
+    def path_base(self) -> Path:  # pragma: no cover - set by the loader
+        raise NotImplementedError
