@@ -47,7 +47,6 @@ MODEL_SCHEMES: Registry[type] = Registry("model scheme", {
     "open_clip": "audit.models.openclip:OpenClipModel",
     "hf-hub": "audit.models.openclip:OpenClipModel",
     "local-dir": "audit.models.openclip:OpenClipModel",
-    "fake": "audit.models.fake:FakeModel",
 })
 
 
@@ -59,19 +58,29 @@ def dataset_columns(adapter: str) -> tuple[str, ...] | None:
 
 def model_scheme(model_id: str) -> str:
     head = model_id.split(":", 1)[0]
-    return head if head in ("hf-hub", "local-dir", "fake") else "open_clip"
+    return head if head in ("hf-hub", "local-dir") else "open_clip"
 
 
 def check_model_id(model_id: str) -> str | None:
-    """Return a problem message for a malformed model id, or None. Imports no torch."""
-    if model_id.startswith(("hf-hub:", "local-dir:", "fake:")):
+    """Return a problem message for a malformed or unknown model id, or None. Imports no torch."""
+    from audit.models.catalog import AUDIT_CONFIGS, architectures, pretrained_tags
+
+    if model_id.startswith(("hf-hub:", "local-dir:")):
         return None if model_id.split(":", 1)[1] else "nothing after the scheme; e.g. hf-hub:org/name"
     arch, sep, pretrained = model_id.partition(":")
     if not sep or not arch or not pretrained:
-        schemes = ["hf-hub", "local-dir", "fake"]
-        hint = did_you_mean(arch, schemes) if not pretrained and sep else ""
         return (
             f"model '{model_id}' must be ARCH:PRETRAINED (e.g. ViT-B-32:openai or "
-            f"ViT-B-32:/path/ckpt.pt), hf-hub:org/name or local-dir:/path{hint}"
+            f"ViT-B-32:/path/ckpt.pt), hf-hub:org/name or local-dir:/path"
         )
+    archs = architectures()
+    if archs and arch not in archs:
+        return f"unknown open_clip architecture '{arch}'{did_you_mean(arch, sorted(archs))}"
+    tags = pretrained_tags().get(arch, ())
+    if pretrained == "random" or "/" in pretrained or "\\" in pretrained or "." in pretrained:
+        return None  # random init or a checkpoint path: checked when the run loads it
+    if tags and pretrained not in tags:
+        return f"'{pretrained}' is not a pretrained tag of {arch}{did_you_mean(pretrained, tags)}"
+    if not tags and not (AUDIT_CONFIGS / f"{arch}.json").exists():
+        return f"{arch} has no pretrained tags; pass a checkpoint path (ARCH:/path/ckpt.pt) or ARCH:random"
     return None

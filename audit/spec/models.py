@@ -176,7 +176,7 @@ Judge = Literal["point", "lower", "upper"]
 class GateBase(Frozen):
     id: str | None = Field(default=None, description="Name shown in reports; defaults to type.")
     severity: Literal["fail", "warn"] = "fail"
-    on: Judge = Field(default="point", description="Judge the point estimate or an interval bound.")
+    judge: Judge = Field(default="point", description="Judge the point estimate or an interval bound.")
     min_n: int | None = Field(default=None, ge=1, description="Default: stats.min_n.")
     insufficient: Literal["fail", "pass"] = Field(
         default="fail", description="What a group below min_n means for the gate."

@@ -1,0 +1,98 @@
+"""Command line: parse arguments, call the API, map errors to exit codes. Nothing else.
+
+Exit codes, the same for every command: 0 success; 1 a release gate failed; 2 the user's input is
+wrong; 3 a runtime or data problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from audit.errors import EXIT_DATA, EXIT_OK, EXIT_USER, AuditError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: exit 2, no traceback
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USER)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m audit", description="Audit CLIP-like zero-shot classifiers for fairness and robustness.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("validate", help="check probes, their label sets and names (no torch)")
+    v.add_argument("probes", nargs="+", type=Path)
+
+    sub.add_parser("list", help="show registered datasets, models, metrics, gates and label sets")
+
+    r = sub.add_parser("run", help="run a probe and write a results directory")
+    r.add_argument("probe", type=Path)
+    r.add_argument("--out", type=Path, help="output directory (default runs/<probe>/<timestamp>)")
+    r.add_argument("--model", action="append", default=[], metavar="SPEC",
+                   help="ARCH:PRETRAINED, ARCH:/path/ckpt.pt, hf-hub:org/name or local-dir:/path; "
+                        "repeatable; replaces the probe's models")
+    r.add_argument("--limit", type=_positive_int, help="use at most N images per dataset")
+    r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    r.add_argument("--batch-size", type=_positive_int)
+    r.add_argument("--num-workers", type=_nonneg_int, help="DataLoader workers (default: by machine)")
+    r.add_argument("--cache-dir", type=Path, help="embedding cache (default $AUDIT_CACHE_DIR or user cache)")
+    r.add_argument("--no-report", action="store_true", help="skip the notebook report")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+
+    c = sub.add_parser("check", help="re-evaluate gates on a saved run")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--probe", type=Path, help="judge with this probe's gates instead of the run's")
+    c.add_argument("--junit", type=Path, help="write JUnit XML here")
+
+    rep = sub.add_parser("report", help="re-render the report of a saved run")
+    rep.add_argument("run_dir", type=Path)
+
+    rob = sub.add_parser("robustness", help="effective robustness from a table of accuracies")
+    rob.add_argument("table", type=Path, help="CSV with columns model,dataset,top1 (top1 in [0,1])")
+    rob.add_argument("--out", type=Path)
+    rob.add_argument("--baseline", type=Path, help="baseline table (default: imagenet-testbed standard models)")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except AuditError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: completed cache shards are kept; re-run to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from audit import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    return int(handler(args))
+
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_DATA"]

@@ -1,0 +1,106 @@
+"""One function per CLI command: call the API, print for humans, return the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from audit.errors import EXIT_OK, EXIT_USER, AuditError
+from audit.spec import load_probe
+
+
+def _out(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    worst = EXIT_OK
+    for path in args.probes:
+        try:
+            probe = load_probe(path)
+        except AuditError as exc:
+            print(f"error: {exc.render()}", file=sys.stderr)
+            worst = max(worst, exc.exit_code)
+            continue
+        spec = probe.spec
+        _out(f"ok: {path} (probe '{spec.name}': {len(spec.datasets)} dataset(s), {len(spec.models)} model(s), "
+             f"{len(spec.variants)} variant(s), {len(spec.metrics)} metric(s), {len(spec.gates)} gate(s))")
+    return worst
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from audit import registries
+
+    _out("datasets: " + ", ".join(registries.DATASETS.names()))
+    _out("metrics:  " + ", ".join(registries.METRICS.names()))
+    _out("gates:    " + ", ".join(registries.GATES.names()))
+    _out("models:   ARCH:PRETRAINED (open_clip), ARCH:/path/ckpt.pt, ARCH:random, hf-hub:org/name, local-dir:/path")
+    try:
+        import open_clip
+
+        pairs = open_clip.list_pretrained()
+        _out(f"          {len(pairs)} open_clip pretrained pairs, e.g. " +
+             ", ".join(f"{a}:{t}" for a, t in pairs[:4]) + " (open_clip.list_pretrained())")
+    except ImportError:
+        pass
+    roots = [Path("label_sets"), Path(__file__).resolve().parent.parent / "label_sets"]
+    seen: set[Path] = set()
+    _out("label sets:")
+    for root in roots:
+        for path in sorted(root.glob("*.yaml")) if root.is_dir() else []:
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                from audit.spec import load_label_set
+
+                ls = load_label_set(path)
+                cats = sorted({lb.category for lb in ls.labels})
+                _out(f"  {path}: {ls.name} v{ls.version}, {len(ls.labels)} labels ({', '.join(cats)})")
+            except AuditError as exc:
+                _out(f"  {path}: INVALID ({exc.message})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from audit.run import RunOptions, run_probe
+    from audit.summary import print_summary
+
+    probe = load_probe(args.probe)
+    for m in args.model:
+        from audit.registries import check_model_id
+
+        problem = check_model_id(m)
+        if problem:
+            from audit.errors import UserError
+
+            raise UserError(f"--model: {problem}")
+    options = RunOptions(out=args.out, models=tuple(args.model), limit=args.limit, device=args.device,
+                         batch_size=args.batch_size, num_workers=args.num_workers, quiet=args.quiet,
+                         cache_dir=args.cache_dir, report=not args.no_report)
+    outcome = run_probe(probe, options)
+    if not args.quiet:
+        print_summary(probe, outcome)
+    return outcome.exit_code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from audit.check import check_main
+
+    return check_main(args.run_dir, probe_path=args.probe, junit=args.junit)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from audit.report import report_main
+
+    return report_main(args.run_dir)
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from audit.robustness import robustness_main
+
+    return robustness_main(args.table, out=args.out, baseline=args.baseline)
+
+
+__all__ = ["cmd_validate", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]

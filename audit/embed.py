@@ -1,0 +1,122 @@
+"""The one batching loop: images and prompts -> normalized embeddings, through the cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from audit.cache import ImageStore, Shard, TextStore
+from audit.data.base import LoadedDataset, UnreadableImage
+from audit.models.base import ImageTextModel
+
+
+@dataclass(frozen=True)
+class ImageEmbeddings:
+    embeddings: np.ndarray  # [N, D], rows of unreadable images are zero
+    ok: np.ndarray          # [N] bool
+    errors: dict[int, str]  # row -> why it was skipped
+    computed_shards: int    # shards encoded in this call (0 = everything came from the cache)
+
+
+class _Rows(Dataset):  # type: ignore[type-arg]
+    """Decoded, preprocessed images of some rows; an unreadable image becomes a flagged zero tensor."""
+
+    def __init__(self, data: LoadedDataset, preprocess: Any, rows: range, shape: tuple[int, ...]) -> None:
+        self.data, self.preprocess, self.rows, self.shape = data, preprocess, rows, shape
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, bool, str]:
+        row = self.rows[i]
+        try:
+            return row, self.preprocess(self.data.load_image(row)), True, ""
+        except UnreadableImage as exc:
+            return row, torch.zeros(self.shape), False, str(exc) or "unreadable image"
+
+
+def default_workers(n_rows: int) -> int:
+    if n_rows < 256:
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def embed_images(model: ImageTextModel, data: LoadedDataset, store: ImageStore, *,
+                 batch_size: int = 64, num_workers: int | None = None, quiet: bool = False,
+                 desc: str = "images") -> ImageEmbeddings:
+    """Encode every image not yet in ``store``, shard by shard, then read all shards back."""
+    n = len(data)
+    todo = [i for i in range(store.n_shards(n)) if not store.has(i)]
+    computed = 0
+    if todo:
+        from PIL import Image
+
+        shape = tuple(model.preprocess(Image.new("RGB", (8, 8))).shape)
+        workers = default_workers(n) if num_workers is None else num_workers
+        bar = tqdm(total=sum(len(store.rows(i, n)) for i in todo), desc=desc, unit="img",
+                   disable=not show_progress(quiet), dynamic_ncols=True)
+        for i in todo:
+            with store.lock(i):
+                if store.has(i):  # another process finished it while we waited
+                    bar.update(len(store.rows(i, n)))
+                    continue
+                store.write(i, _encode_rows(model, data, store.rows(i, n), shape, batch_size, workers, bar))
+                computed += 1
+        bar.close()
+    shards = [store.read(i) for i in range(store.n_shards(n))]
+    if not shards:
+        return ImageEmbeddings(np.zeros((0, 0), np.float32), np.zeros(0, bool), {}, computed)
+    errors = {k: v for s in shards for k, v in s.errors.items()}
+    return ImageEmbeddings(np.concatenate([s.embeddings for s in shards]),
+                           np.concatenate([s.ok for s in shards]), errors, computed)
+
+
+def _encode_rows(model: ImageTextModel, data: LoadedDataset, rows: range, shape: tuple[int, ...],
+                 batch_size: int, workers: int, bar: Any) -> Shard:
+    loader = DataLoader(_Rows(data, model.preprocess, rows, shape), batch_size=batch_size,
+                        num_workers=workers, pin_memory=getattr(model, "device", "cpu") == "cuda",
+                        persistent_workers=False)
+    embs: list[np.ndarray] = []
+    oks: list[np.ndarray] = []
+    errors: dict[int, str] = {}
+    for row_ids, images, ok, why in loader:
+        emb = model.encode_images(images)
+        ok_np = ok.numpy().astype(bool)
+        emb[~ok_np] = 0.0
+        embs.append(emb)
+        oks.append(ok_np)
+        errors.update({int(r): str(w) for r, w, good in zip(row_ids, why, ok_np) if not good})
+        bar.update(len(ok_np))
+    return Shard(np.concatenate(embs), np.concatenate(oks), errors)
+
+
+def embed_texts(model: ImageTextModel, prompts: Sequence[str], store: TextStore, *,
+                batch_size: int = 256, quiet: bool = False) -> tuple[np.ndarray, int]:
+    """Embeddings of ``prompts`` in order; only prompts missing from the cache are encoded.
+
+    Returns the embeddings and how many prompts were encoded in this call.
+    """
+    unique = list(dict.fromkeys(prompts))
+    cached = store.lookup(unique)
+    missing = [p for p in unique if p not in cached]
+    if missing:
+        parts = []
+        for start in tqdm(range(0, len(missing), batch_size), desc="prompts", unit="batch",
+                          disable=not show_progress(quiet)):
+            parts.append(model.encode_texts(missing[start:start + batch_size]))
+        new = np.concatenate(parts)
+        store.add(missing, new)
+        cached.update(zip(missing, new))
+    return np.stack([cached[p] for p in prompts]).astype(np.float32), len(missing)
