@@ -1,0 +1,89 @@
+"""The open_clip adapter on real open_clip factories: tiny config, local checkpoints, offline errors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from audit.errors import DataError, UserError
+from audit.models.openclip import CONFIG_DIR, OpenClipModel, register_configs
+
+
+@pytest.fixture(scope="module")
+def tiny() -> OpenClipModel:
+    return OpenClipModel("audit-tiny-vit:random", seed=0, device="cpu")
+
+
+def test_tiny_model_embeddings_are_unit_norm(tiny):
+    batch = torch.stack([tiny.preprocess(Image.new("RGB", (40, 30), c)) for c in ("red", "blue", "white")])
+    emb = tiny.encode_images(batch)
+    assert emb.shape == (3, 64) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    text = tiny.encode_texts(["a photo of a thief.", "a photo of a child."])
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+
+
+def test_model_info_uses_models_own_logit_scale(tiny):
+    assert tiny.info.logit_scale == pytest.approx(float(tiny.model.logit_scale.detach().exp()))
+    assert tiny.info.logit_bias is None
+    assert tiny.info.random_weights is True
+    assert "softmax" in tiny.info.scoring
+
+
+def test_random_init_is_deterministic_and_leaves_global_rng_alone(tiny):
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    other = OpenClipModel("audit-tiny-vit:random", seed=0)
+    after = torch.rand(1)
+    assert torch.equal(before, after), "model init must not consume the caller's RNG"
+    np.testing.assert_array_equal(other.encode_texts(["x"]), tiny.encode_texts(["x"]))
+    third = OpenClipModel("audit-tiny-vit:random", seed=1)
+    assert not np.allclose(third.encode_texts(["x"]), tiny.encode_texts(["x"]))
+
+
+def test_local_checkpoint_loads_through_arch_path(tmp_path, tiny):
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(tiny.model.state_dict(), ckpt)
+    loaded = OpenClipModel(f"audit-tiny-vit:{ckpt}")
+    assert loaded.info.random_weights is False
+    np.testing.assert_allclose(loaded.encode_texts(["a thief"]), tiny.encode_texts(["a thief"]), atol=1e-6)
+    assert loaded.info.cache_key != tiny.info.cache_key
+
+
+def test_local_dir_layout_loads(tmp_path, tiny):
+    import json
+
+    from safetensors.torch import save_file
+
+    register_configs()
+    cfg = json.loads((CONFIG_DIR / "audit-tiny-vit.json").read_text())
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, tmp_path / "open_clip_model.safetensors")
+    loaded = OpenClipModel(f"local-dir:{tmp_path}")
+    np.testing.assert_allclose(loaded.encode_texts(["a gorilla"]), tiny.encode_texts(["a gorilla"]), atol=1e-6)
+
+
+def test_missing_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="checkpoint file not found"):
+        OpenClipModel(f"audit-tiny-vit:{tmp_path}/nope.pt")
+
+
+def test_unknown_tag_did_you_mean():
+    with pytest.raises(UserError, match="did you mean 'openai'"):
+        OpenClipModel("ViT-B-32:opneai")
+
+
+@pytest.mark.parametrize("model_id", ["ViT-B-32:openai", "RN50:openai", "hf-hub:timm/ViT-B-16-SigLIP"])
+def test_weights_not_available_offline_fail_fast_with_fix(model_id):
+    start = time.monotonic()
+    with pytest.raises(DataError) as exc:
+        OpenClipModel(model_id)
+    assert time.monotonic() - start < 10
+    assert exc.value.exit_code == 3
+    text = exc.value.render()
+    assert model_id in text and "HF_HUB_OFFLINE=1" in text and "checkpoint" in text
