@@ -188,7 +188,10 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
     if probe.spec.kind == "robustness":
         from audit.robustness import robustness_from_metrics
 
-        robustness = robustness_from_metrics(metrics)
+        robustness = robustness_from_metrics(
+            metrics, dataset_names={d.display_name: d.adapter for d in probe.spec.datasets},
+            n_bootstrap=probe.spec.stats.n_bootstrap, rng=np.random.default_rng(probe.spec.seed),
+        )
         write_csv(run_dir / ROBUSTNESS, robustness)
     results = evaluate_gates(probe.spec, metrics, robustness)
     write_gates_json(run_dir / GATES, results)
