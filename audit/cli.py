@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     r.add_argument("--batch-size", type=_positive_int)
     r.add_argument("--num-workers", type=_nonneg_int, help="DataLoader workers (default: by machine)")
+    r.add_argument("--shard-rows", type=_positive_int, default=1024,
+                   help="images per cache shard: the unit of resume and of torchrun work (default 1024)")
     r.add_argument("--cache-dir", type=Path, help="embedding cache (default $AUDIT_CACHE_DIR or user cache)")
     r.add_argument("--no-report", action="store_true", help="skip the notebook report")
     r.add_argument("--quiet", action="store_true", help="no progress bars or summary")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -78,9 +79,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"--model: {problem}")
     options = RunOptions(out=args.out, models=tuple(args.model), limit=args.limit, device=args.device,
                          batch_size=args.batch_size, num_workers=args.num_workers, quiet=args.quiet,
-                         cache_dir=args.cache_dir, report=not args.no_report)
+                         cache_dir=args.cache_dir, report=not args.no_report,
+                         shard_rows=args.shard_rows)
     outcome = run_probe(probe, options)
-    if not args.quiet:
+    if not args.quiet and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports
         print_summary(probe, outcome)
     return outcome.exit_code
 

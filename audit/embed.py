@@ -55,10 +55,15 @@ def show_progress(quiet: bool) -> bool:
 
 def embed_images(model: ImageTextModel, data: LoadedDataset, store: ImageStore, *,
                  batch_size: int = 64, num_workers: int | None = None, quiet: bool = False,
-                 desc: str = "images") -> ImageEmbeddings:
-    """Encode every image not yet in ``store``, shard by shard, then read all shards back."""
+                 desc: str = "images", rank: int = 0, world_size: int = 1,
+                 read_back: bool = True) -> ImageEmbeddings:
+    """Encode every image not yet in ``store``, shard by shard, then read all shards back.
+
+    With ``world_size > 1`` this process encodes only shards ``i % world_size == rank``; with
+    ``read_back=False`` it returns after encoding (other ranks under torchrun).
+    """
     n = len(data)
-    todo = [i for i in range(store.n_shards(n)) if not store.has(i)]
+    todo = [i for i in range(store.n_shards(n)) if not store.has(i) and i % world_size == rank]
     computed = 0
     if todo:
         from PIL import Image
@@ -75,6 +80,8 @@ def embed_images(model: ImageTextModel, data: LoadedDataset, store: ImageStore, 
                 store.write(i, _encode_rows(model, data, store.rows(i, n), shape, batch_size, workers, bar))
                 computed += 1
         bar.close()
+    if not read_back:
+        return ImageEmbeddings(np.zeros((0, 0), np.float32), np.zeros(0, bool), {}, computed)
     shards = [store.read(i) for i in range(store.n_shards(n))]
     if not shards:
         return ImageEmbeddings(np.zeros((0, 0), np.float32), np.zeros(0, bool), {}, computed)

@@ -32,7 +32,9 @@ BY_TEMPLATE = "predictions_by_template.parquet"
 #: Columns of predictions.parquet, in order; subgroup columns go between ``image_id`` and
 #: ``target`` under their dataset names.
 PREDICTION_LEAD = ("dataset", "model", "variant", "image_id")
-PREDICTION_TAIL = ("target", "top1_label", "top1_category", "top5_labels", "top1_score", "correct")
+PREDICTION_TAIL = (
+    "target", "top1_label", "top1_category", "top5_labels", "top1_score", "correct", "top5_correct",
+)
 
 #: Columns of metrics.csv, in order.
 METRIC_COLUMNS = (

@@ -77,9 +77,13 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
     """Run every model of the probe over its datasets and write the run directory."""
     from audit.models.openclip import OpenClipModel
 
+    from audit.distributed import init_from_env
+
+    dist = init_from_env(options.device)
     run_dir = Path(options.out) if options.out else default_out(probe)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete run: written last
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete run: written last
     root = cache_root(options.cache_dir)
     batch_size = options.batch_size or probe.spec.batch_size
     datasets = [(spec, load_dataset(probe, spec, options.limit)) for spec in probe.spec.datasets]
@@ -103,6 +107,13 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
         for dspec, data in datasets:
             store = ImageStore(root, {"model": model.info.cache_key, "dataset": data.info.fingerprint},
                                shard_rows=options.shard_rows)
+            if dist.enabled:  # each rank fills its shards of the shared cache; rank 0 goes on
+                embed_images(model, data, store, batch_size=batch_size, num_workers=options.num_workers,
+                             quiet=options.quiet or not dist.is_main, rank=dist.rank,
+                             world_size=dist.world_size, read_back=False)
+                dist.barrier()
+                if not dist.is_main:
+                    continue
             images = embed_images(model, data, store, batch_size=batch_size, num_workers=options.num_workers,
                                   quiet=options.quiet, desc=f"{model.info.name} | {dspec.display_name}")
             encoded_images += images.computed_shards
@@ -126,6 +137,10 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
             skipped[dspec.display_name] = [
                 {"image_id": str(data.metadata[IMAGE_ID].iloc[r]), "error": e} for r, e in sorted(images.errors.items())
             ]
+    if not dist.is_main:
+        dist.close()
+        return RunOutcome(run_dir, EXIT_OK, pd.DataFrame(), model_failures=failures)
+    dist.close()
     if not frames:
         raise DataError("no model could be loaded, nothing to audit:\n" + "\n".join(failures.values()))
     predictions = pd.concat(frames, ignore_index=True)
@@ -153,8 +168,8 @@ def predict(dspec: DatasetSpec, data: LoadedDataset, model_name: str, vocab: Voc
     meta = data.metadata.iloc[rows].reset_index(drop=True)
     out = pd.DataFrame({"dataset": dspec.display_name, "model": model_name, "variant": vocab.variant,
                         IMAGE_ID: meta[IMAGE_ID].astype(str)})
-    for col in dspec.subgroups:
-        out[col] = meta[col].astype(str).to_numpy()
+    for col in dspec.subgroups:  # label strings; a missing attribute stays missing, not "nan"
+        out[col] = meta[col].map(lambda v: None if pd.isna(v) else str(v)).to_numpy()
     has_target = dspec.target is not None or TARGET_INDEX in meta.columns
     out["target"] = meta["target"].astype(str).to_numpy() if has_target and "target" in meta else None
     out["top1_label"] = texts[best[:, 0]]
@@ -179,7 +194,7 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
     from audit.metrics import compute_metrics
 
     rng = np.random.default_rng(probe.spec.seed)
-    metrics = compute_metrics(predictions, by_template, probe.spec, rng)
+    metrics = compute_metrics(predictions, probe.spec, rng, by_template=by_template)
     write_parquet(run_dir / PREDICTIONS, predictions)
     if by_template is not None:
         write_parquet(run_dir / BY_TEMPLATE, by_template)
