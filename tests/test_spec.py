@@ -50,7 +50,7 @@ def test_shipped_probes_validate(capsys):
 
 
 CASES = [
-    ("invalid yaml", "name: [unclosed\n", ["not valid YAML", "line 1"]),
+    ("invalid yaml", "name: [unclosed\n", ["not valid YAML", "line 2, column 1"]),
     ("empty file", "", ["is empty"]),
     ("wrong top-level type", "- a\n- b\n", ["expected a mapping", "list"]),
     ("unknown top-level key", GOOD + "subgroup: [race]\n", ["unknown key 'subgroup'"]),

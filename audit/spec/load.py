@@ -37,13 +37,20 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _problems_from_validation(err: ValidationError, model: type[BaseModel]) -> list[Problem]:
+def _problems_from_validation(err: ValidationError, model: type[BaseModel],
+                              single_dataset: bool = False) -> list[Problem]:
     problems = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not _is_union_tag(p))
+    errors = err.errors()
+    failed_inside = {tuple(e["loc"][:1]) for e in errors if len(e["loc"]) > 1}
+    for e in errors:
+        if e["type"] == "too_short" and tuple(e["loc"]) in failed_inside:
+            continue  # pydantic's echo of an item that failed itself: already reported
+        loc = model_loc = tuple(p for p in e["loc"] if not _is_union_tag(p))
+        if single_dataset and loc[:2] == ("datasets", 0):
+            loc = ("dataset", *loc[2:])  # report in the user's own spelling
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            known = _fields_at(model, loc[:-1])
+            known = _fields_at(model, model_loc[:-1])
             msg = f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), known) if known else ''}"
         elif e["type"] == "missing":
             msg = "required field is missing"
@@ -124,8 +131,9 @@ def parse(model: type[M], data: dict[str, Any], path: Path, what: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
+        single = "dataset" in data and "datasets" not in data
         raise UserError(
-            f"{path} is not a valid {what}", problems=_problems_from_validation(err, model)
+            f"{path} is not a valid {what}", problems=_problems_from_validation(err, model, single)
         ) from None
 
 
