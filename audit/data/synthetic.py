@@ -1,0 +1,105 @@
+"""``synthetic_fairface``: a generated, FairFace-shaped dataset for the offline demo.
+
+It writes (once, deterministically in ``n``/``seed``/``size``) a local directory in FairFace's
+exact hub layout and features -- drawn cartoon heads, no real people -- under
+``$AUDIT_CACHE_DIR`` (else the user cache dir) ``/synthetic/<hash>``, then loads it through
+:class:`~audit.data.fairface.FairFaceAdapter`'s own code path. Results on it say nothing about
+any real model's behaviour on real faces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from audit.data.fairface import FairFaceAdapter
+from audit.data.hf import Source
+from audit.errors import UserError
+
+#: Bumped whenever the generator's output changes, so old cached copies are not reused.
+GENERATOR_VERSION = 1
+_DEFAULTS = {"n": 280, "seed": 0, "size": 64}
+_BOUNDS = {"n": (1, 1_000_000), "seed": (0, 2**32 - 1), "size": (8, 1024)}
+
+
+def cache_root() -> Path:
+    """``$AUDIT_CACHE_DIR``, else the platform's user cache dir for ``audit``."""
+    env = os.environ.get("AUDIT_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("audit"))
+
+
+def ensure_synthetic_fairface(n: int = 280, seed: int = 0, size: int = 64,
+                              root: Path | None = None) -> Path:
+    """Generate the directory if it is not there yet (atomically: temp dir, then rename)."""
+    from audit.data.fixtures import write_fairface_dir
+
+    params = {"n": n, "seed": seed, "size": size, "version": GENERATOR_VERSION}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    parent = (root or cache_root()) / "synthetic"
+    final = parent / key
+    if (final / "README.md").is_file():
+        return final
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=parent))
+    try:
+        write_fairface_dir(tmp, n=n, seed=seed, size=size)
+        (tmp / "synthetic.json").write_text(json.dumps(params, indent=1), encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "README.md").is_file():  # not a concurrent writer's finished copy
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+class SyntheticFairFaceAdapter(FairFaceAdapter):
+    """FairFace-shaped drawn figures (no real people) for the offline demo.
+
+    Options: ``n`` (images, default 280), ``seed`` (default 0), ``size`` (pixels, default 64).
+    Race x gender are balanced; age bins follow FairFace's rough shares. ``extra["synthetic"]``
+    records the options and generator version.
+    """
+
+    default_source: ClassVar[str | None] = None
+    options_help: ClassVar[dict[str, str]] = {
+        "n": "number of images (default 280)",
+        "seed": "generator seed (default 0)",
+        "size": "image side in pixels (default 64)",
+    }
+
+    def _params(self) -> dict[str, int]:
+        spec = self.spec
+        for field, given in (("source", spec.source), ("revision", spec.revision)):
+            if given is not None:
+                raise UserError(f"dataset.{field}: synthetic_fairface generates its data; remove {field}")
+        if spec.config not in (None, "0.25") or spec.split not in (None, "validation"):
+            raise UserError("synthetic_fairface has only config '0.25', split 'validation'",
+                            fix="remove dataset.config / dataset.split")
+        params = dict(_DEFAULTS)
+        for key, value in spec.options.items():
+            lo, hi = _BOUNDS.get(key, (0, 0))
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise UserError(f"dataset.options.{key} must be a whole number in [{lo}, {hi}], "
+                                f"not {value!r}")
+            params[key] = value
+        return params
+
+    def _source(self) -> Source:
+        p = self._params()
+        root = ensure_synthetic_fairface(n=p["n"], seed=p["seed"], size=p["size"])
+        return Source(str(root), root)
+
+    def _extra(self) -> dict[str, Any]:
+        return {"synthetic": {**self._params(), "generator_version": GENERATOR_VERSION}}
