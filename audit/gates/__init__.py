@@ -1,0 +1,57 @@
+"""Release gates: metrics --> pass, fail or insufficient data, each with the numbers that decided it.
+
+The evaluation functions named in :data:`audit.registries.GATES` live here as
+``audit.gates:eval_<type>``; :func:`evaluate_gates` runs a probe's gates on a run's tables,
+:func:`write_gates_json` and :func:`exit_code` turn the results into the run's verdict, and
+:class:`AuditRun` judges a saved run directory again (``audit check``, the pytest plugin).
+"""
+
+from audit.gates.disparity import eval_max_disparity
+from audit.gates.evaluators import (
+    eval_max_rate,
+    eval_min_accuracy,
+    eval_no_significant_difference,
+    eval_variant_no_increase,
+    evaluate,
+    evaluate_gates,
+    gate_label,
+    gate_labels,
+)
+from audit.gates.judge import GateContext
+from audit.gates.robustness import eval_min_effective_robustness
+from audit.gates.result import (
+    GateResult,
+    GateVerdict,
+    Outcome,
+    exit_code,
+    gates_document,
+    summarize,
+    verdicts,
+    write_gates_json,
+)
+from audit.gates.rundir import AuditRun, load_run, run_probe_spec
+
+__all__ = [
+    "AuditRun",
+    "GateContext",
+    "GateResult",
+    "GateVerdict",
+    "Outcome",
+    "eval_max_disparity",
+    "eval_max_rate",
+    "eval_min_accuracy",
+    "eval_min_effective_robustness",
+    "eval_no_significant_difference",
+    "eval_variant_no_increase",
+    "evaluate",
+    "evaluate_gates",
+    "exit_code",
+    "gate_label",
+    "gate_labels",
+    "gates_document",
+    "load_run",
+    "run_probe_spec",
+    "summarize",
+    "verdicts",
+    "write_gates_json",
+]
