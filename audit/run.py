@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,15 @@ from audit.errors import EXIT_DATA, EXIT_GATE_FAILED, EXIT_OK, AuditError, DataE
 from audit.labels import Vocabulary, vocabularies
 from audit.registries import DATASETS
 from audit.results import (
-    BY_TEMPLATE, GATES, MANIFEST, METRICS, PREDICTION_LEAD, PREDICTIONS, ROBUSTNESS, write_csv,
-    write_json, write_parquet,
+    BY_TEMPLATE,
+    GATES,
+    MANIFEST,
+    METRICS,
+    PREDICTIONS,
+    ROBUSTNESS,
+    write_csv,
+    write_json,
+    write_parquet,
 )
 from audit.spec import CLASSNAMES, DatasetSpec, ModelSpec, Probe
 
@@ -73,10 +80,36 @@ def _models(probe: Probe, override: Sequence[str]) -> list[ModelSpec]:
     return list(probe.spec.models)
 
 
+@dataclass
+class _Collected:
+    """What the model loop accumulates for the output files."""
+
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    by_template: list[pd.DataFrame] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    prompts: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    images_encoded: int = 0
+    prompts_encoded: int = 0
+
+
+@dataclass(frozen=True)
+class _Context:
+    probe: Probe
+    options: RunOptions
+    root: Path
+    batch_size: int
+    dist: Any
+    want_templates: bool
+
+    @property
+    def uses_classnames(self) -> bool:
+        return CLASSNAMES in self.probe.spec.label_sets
+
+
 def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
     """Run every model of the probe over its datasets and write the run directory."""
-    from audit.models.openclip import OpenClipModel
-
     from audit.distributed import init_from_env
 
     dist = init_from_env(options.device)
@@ -84,77 +117,135 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete run: written last
-    root = cache_root(options.cache_dir)
-    batch_size = options.batch_size or probe.spec.batch_size
+    ctx = _Context(probe, options, cache_root(options.cache_dir), options.batch_size or probe.spec.batch_size,
+                   dist, any(m.name == "template_sensitivity" for m in probe.spec.metrics))
     datasets = [(spec, load_dataset(probe, spec, options.limit)) for spec in probe.spec.datasets]
-    frames: list[pd.DataFrame] = []
-    by_template: list[pd.DataFrame] = []
-    model_records: list[dict[str, Any]] = []
-    failures: dict[str, str] = {}
-    prompts_record: dict[str, Any] = {}
-    skipped: dict[str, list[dict[str, str]]] = {}
-    encoded_images = encoded_prompts = 0
-    want_templates = any(m.name == "template_sensitivity" for m in probe.spec.metrics)
+    out = _Collected()
     for mspec in _models(probe, options.models):
-        try:
-            model = OpenClipModel(mspec.id, name=mspec.display_name, device=options.device,
-                                  seed=probe.spec.seed, resolve=probe.resolve)
-        except DataError as exc:
-            failures[mspec.display_name] = exc.render()
-            continue
-        model_records.append(provenance.model_record(model.info))
-        texts = TextStore(root, model.info.cache_key)
-        for dspec, data in datasets:
-            store = ImageStore(root, {"model": model.info.cache_key, "dataset": data.info.fingerprint},
-                               shard_rows=options.shard_rows)
-            if dist.enabled:  # each rank fills its shards of the shared cache; rank 0 goes on
-                embed_images(model, data, store, batch_size=batch_size, num_workers=options.num_workers,
-                             quiet=options.quiet or not dist.is_main, rank=dist.rank,
-                             world_size=dist.world_size, read_back=False)
-                dist.barrier()
-                if not dist.is_main:
-                    continue
-            images = embed_images(model, data, store, batch_size=batch_size, num_workers=options.num_workers,
-                                  quiet=options.quiet, desc=f"{model.info.name} | {dspec.display_name}")
-            encoded_images += images.computed_shards
-            for vocab in vocabularies(probe, data.info.class_names, data.info.templates):
-                prompts = [p for row in vocab.prompts() for p in row]
-                flat, n_new = embed_texts(model, prompts, texts, quiet=options.quiet)
-                encoded_prompts += n_new
-                prompt_emb = flat.reshape(len(vocab.labels), len(vocab.templates), -1)
-                prompts_record[vocab.variant] = provenance.vocab_record(vocab)
-                weights = class_weights(prompt_emb)
-                frames.append(predict(dspec, data, model.info.name, vocab, images.embeddings[images.ok],
-                                      np.flatnonzero(images.ok), weights, model.info.logit_scale,
-                                      model.info.logit_bias, uses_classnames=CLASSNAMES in probe.spec.label_sets))
-                if want_templates and len(vocab.templates) > 1:
-                    for t, template in enumerate(vocab.templates):
-                        single = class_weights(prompt_emb[:, t:t + 1])
-                        frame = predict(dspec, data, model.info.name, vocab, images.embeddings[images.ok],
-                                        np.flatnonzero(images.ok), single, model.info.logit_scale,
-                                        model.info.logit_bias, uses_classnames=CLASSNAMES in probe.spec.label_sets)
-                        by_template.append(frame.assign(template=template))
-            skipped[dspec.display_name] = [
-                {"image_id": str(data.metadata[IMAGE_ID].iloc[r]), "error": e} for r, e in sorted(images.errors.items())
-            ]
-    if not dist.is_main:
-        dist.close()
-        return RunOutcome(run_dir, EXIT_OK, pd.DataFrame(), model_failures=failures)
+        if mspec.scoring == "generative":
+            _run_generative(ctx, mspec, datasets, out)
+        else:
+            _run_contrastive(ctx, mspec, datasets, out)
     dist.close()
-    if not frames:
-        raise DataError("no model could be loaded, nothing to audit:\n" + "\n".join(failures.values()))
-    predictions = pd.concat(frames, ignore_index=True)
-    templates_df = pd.concat(by_template, ignore_index=True) if by_template else None
-    manifest = provenance.manifest(probe, datasets, model_records, failures, prompts_record, skipped)
-    return finish_run(probe, run_dir, predictions, templates_df, manifest, failures, options,
-                      encoded_images, encoded_prompts)
+    if not dist.is_main:
+        return RunOutcome(run_dir, EXIT_OK, pd.DataFrame(), model_failures=out.failures)
+    if not out.frames:
+        raise DataError("no model could be loaded, nothing to audit:\n" + "\n".join(out.failures.values()))
+    predictions = pd.concat(out.frames, ignore_index=True)
+    templates_df = pd.concat(out.by_template, ignore_index=True) if out.by_template else None
+    manifest = provenance.manifest(probe, datasets, out.models, out.failures, out.prompts, out.skipped)
+    return finish_run(probe, run_dir, predictions, templates_df, manifest, out.failures, options,
+                      out.images_encoded, out.prompts_encoded)
 
 
-def predict(dspec: DatasetSpec, data: LoadedDataset, model_name: str, vocab: Vocabulary,
-            embeddings: np.ndarray, rows: np.ndarray, weights: np.ndarray, logit_scale: float,
-            logit_bias: float | None, *, uses_classnames: bool) -> pd.DataFrame:
-    """One prediction row per readable image for one model x variant."""
-    scores = zero_shot_scores(embeddings, weights, logit_scale, logit_bias)
+def _encode(ctx: _Context, model: Any, dspec: DatasetSpec, data: LoadedDataset, store: ImageStore) -> Any:
+    """Image features through the cache; under torchrun every rank fills its shards first."""
+    opts = ctx.options
+    if ctx.dist.enabled:
+        embed_images(model, data, store, batch_size=ctx.batch_size, num_workers=opts.num_workers,
+                     quiet=opts.quiet or not ctx.dist.is_main, rank=ctx.dist.rank,
+                     world_size=ctx.dist.world_size, read_back=False)
+        ctx.dist.barrier()
+        if not ctx.dist.is_main:
+            return None
+    return embed_images(model, data, store, batch_size=ctx.batch_size, num_workers=opts.num_workers,
+                        quiet=opts.quiet, desc=f"{model.info.name} | {dspec.display_name}")
+
+
+def _record_skipped(out: _Collected, dspec: DatasetSpec, data: LoadedDataset, errors: dict[int, str]) -> None:
+    out.skipped[dspec.display_name] = [
+        {"image_id": str(data.metadata[IMAGE_ID].iloc[r]), "error": e} for r, e in sorted(errors.items())
+    ]
+
+
+def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[DatasetSpec, LoadedDataset]],
+                     out: _Collected) -> None:
+    from audit.models.openclip import OpenClipModel
+
+    try:
+        model = OpenClipModel(mspec.id, name=mspec.display_name, device=ctx.options.device,
+                              seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve)
+    except DataError as exc:
+        out.failures[mspec.display_name] = exc.render()
+        return
+    out.models.append(provenance.model_record(model.info))
+    texts = TextStore(ctx.root, model.info.cache_key)
+    for dspec, data in datasets:
+        store = ImageStore(ctx.root, {"model": model.info.cache_key, "dataset": data.info.fingerprint},
+                           shard_rows=ctx.options.shard_rows)
+        images = _encode(ctx, model, dspec, data, store)
+        if images is None:
+            continue
+        out.images_encoded += images.computed_shards
+        rows = np.flatnonzero(images.ok)
+        feats = images.embeddings[images.ok]
+        for vocab in vocabularies(ctx.probe, data.info.class_names, data.info.templates):
+            flat, n_new = embed_texts(model, [p for row in vocab.prompts() for p in row], texts, quiet=ctx.options.quiet)
+            out.prompts_encoded += n_new
+            out.prompts[vocab.variant] = provenance.vocab_record(vocab)
+            prompt_emb = flat.reshape(len(vocab.labels), len(vocab.templates), -1)
+            info = model.info
+
+            def scores(emb: np.ndarray, feats: np.ndarray = feats) -> np.ndarray:
+                return zero_shot_scores(feats, class_weights(emb), model.info.logit_scale, model.info.logit_bias)
+
+            out.frames.append(predict_from_scores(dspec, data, info.name, vocab, scores(prompt_emb), rows,
+                                                  uses_classnames=ctx.uses_classnames))
+            if ctx.want_templates and len(vocab.templates) > 1:
+                for t, template in enumerate(vocab.templates):
+                    frame = predict_from_scores(dspec, data, info.name, vocab, scores(prompt_emb[:, t:t + 1]),
+                                                rows, uses_classnames=ctx.uses_classnames)
+                    out.by_template.append(frame.assign(template=template))
+        _record_skipped(out, dspec, data, images.errors)
+
+
+def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[DatasetSpec, LoadedDataset]],
+                    out: _Collected) -> None:
+    """Label likelihood scoring: log p(prompt | image), averaged over templates per label."""
+    from audit.models.generative import CocaScorer, label_scores
+
+    try:
+        scorer = CocaScorer(mspec.id, name=mspec.display_name, device=ctx.options.device,
+                            seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve,
+                            reduction=mspec.reduction or "sum")
+    except DataError as exc:
+        out.failures[mspec.display_name] = exc.render()
+        return
+    out.models.append(provenance.model_record(scorer.info))
+    for dspec, data in datasets:
+        vocabs = vocabularies(ctx.probe, data.info.class_names, data.info.templates)
+        prompts = list(dict.fromkeys(p for v in vocabs for row in v.prompts() for p in row))
+        encoder = scorer.prompt_encoder(prompts)  # one decoder pass per image x distinct prompt
+        store = ImageStore(ctx.root, {"model": encoder.info.cache_key, "dataset": data.info.fingerprint},
+                           shard_rows=ctx.options.shard_rows)
+        res = _encode(ctx, encoder, dspec, data, store)
+        if res is None:
+            continue
+        out.images_encoded += res.computed_shards
+        rows = np.flatnonzero(res.ok)
+        index = {p: i for i, p in enumerate(prompts)}
+        for vocab in vocabs:
+            out.prompts[vocab.variant] = provenance.vocab_record(vocab)
+            cols = [index[p] for row in vocab.prompts() for p in row]  # label-major
+            per_prompt = res.embeddings[res.ok][:, cols].astype(np.float64)
+            if scorer.reduction == "mean":
+                per_prompt = per_prompt / encoder.n_tokens[cols]
+            n_l, n_t = len(vocab.labels), len(vocab.templates)
+            out.frames.append(predict_from_scores(dspec, data, scorer.info.name, vocab,
+                                                  label_scores(per_prompt, n_l, n_t), rows,
+                                                  uses_classnames=ctx.uses_classnames))
+            if ctx.want_templates and n_t > 1:
+                cube = per_prompt.reshape(len(rows), n_l, n_t)
+                for t, template in enumerate(vocab.templates):
+                    frame = predict_from_scores(dspec, data, scorer.info.name, vocab, cube[:, :, t], rows,
+                                                uses_classnames=ctx.uses_classnames)
+                    out.by_template.append(frame.assign(template=template))
+        _record_skipped(out, dspec, data, res.errors)
+
+
+def predict_from_scores(dspec: DatasetSpec, data: LoadedDataset, model_name: str, vocab: Vocabulary,
+                        scores: np.ndarray, rows: np.ndarray, *, uses_classnames: bool) -> pd.DataFrame:
+    """One prediction row per readable image for one model x variant, from ``[images, labels]`` scores."""
     texts = np.array(vocab.texts, dtype=object)
     categories = np.array(vocab.categories, dtype=object)
     targets = np.array([lb.target for lb in vocab.labels], dtype=object)
@@ -228,4 +319,4 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
     return outcome
 
 
-__all__ = ["RunOptions", "RunOutcome", "run_probe", "predict", "EXIT_OK", "replace"]
+__all__ = ["RunOptions", "RunOutcome", "predict_from_scores", "run_probe"]

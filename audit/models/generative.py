@@ -40,7 +40,7 @@ import torch
 import open_clip
 from audit.errors import UserError
 from audit.models.base import ModelInfo
-from audit.models.openclip import OpenClipModel, _local_seed, register_configs
+from audit.models.openclip import OpenClipModel, local_seed, register_configs
 
 Reduction = Literal["sum", "mean"]
 REDUCTIONS: tuple[str, ...] = ("sum", "mean")
@@ -162,7 +162,7 @@ class CocaScorer:
     # -- the two towers, each run once per input ---------------------------------------------
     def image_tokens(self, batch: torch.Tensor) -> torch.Tensor:
         """Preprocessed images ``[B, 3, H, W]`` -> the decoder's image tokens ``[B, Q, width]``."""
-        with torch.inference_mode(), self.contrastive._autocast():
+        with torch.inference_mode(), self.contrastive.autocast():
             out = self.model.visual(batch.to(self.device, non_blocking=True))
         if not isinstance(out, tuple):
             raise UserError(f"model '{self.info.id}': its vision tower returns no tokens",
@@ -176,7 +176,7 @@ class CocaScorer:
         n = int(valid.long().cumsum(dim=1).argmax(dim=1).max().item()) + 1 if len(texts) else 2
         ids = ids[:, :max(n, 2)]  # causal towers: positions up to n do not see what follows
         parts = []
-        with torch.inference_mode(), self.contrastive._autocast():
+        with torch.inference_mode(), self.contrastive.autocast():
             for start in range(0, len(texts), batch):
                 chunk = ids[start:start + batch].to(self.device)
                 parts.append(self.model.text(chunk)[1][:, :-1])
@@ -208,7 +208,7 @@ class CocaScorer:
                    mask: torch.Tensor, which: torch.Tensor) -> np.ndarray:
         m = mask[which]
         n = int(m.any(dim=0).nonzero().max().item()) + 1  # trim to the longest prompt of this chunk
-        with torch.inference_mode(), self.contrastive._autocast():
+        with torch.inference_mode(), self.contrastive.autocast():
             logits = self.model.text_decoder(img, emb[which, :n])
         logits = logits.float()
         tgt = targets[which, :n]
@@ -269,7 +269,7 @@ def _init_decoder_projection(model: Any, seed: int) -> str:
     CoCa's decoder logits are whatever memory held: often all zeros, i.e. uniform over the vocab.
     """
     proj = model.text_decoder.text_projection
-    with _local_seed(seed), torch.no_grad():
+    with local_seed(seed), torch.no_grad():
         torch.nn.init.normal_(proj, std=proj.shape[0] ** -0.5)
     return f"normal(0, width^-0.5), seed {seed} (open_clip leaves it uninitialized)"
 

@@ -124,7 +124,7 @@ class OpenClipModel:
         model_name, pretrained, kwargs, weights, key, random_weights = self._parse(model_id, seed, resolve)
         self._model_name = model_name
         try:
-            with _local_seed(seed) if random_weights else nullcontext():
+            with local_seed(seed) if random_weights else nullcontext():
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name, pretrained=pretrained, device=self.device, **kwargs
                 )
@@ -187,20 +187,20 @@ class OpenClipModel:
             fix=f"use one of: {', '.join(tags) or '(none: pass a checkpoint path)'}, 'random', or a checkpoint path",
         )
 
-    def _autocast(self) -> AbstractContextManager[Any]:
+    def autocast(self) -> AbstractContextManager[Any]:
         if self.device == "cuda":
             dtype = torch.bfloat16 if self.precision == "amp_bf16" else torch.float16
             return torch.autocast("cuda", dtype=dtype)
         return nullcontext()
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             feats = self.model.encode_image(batch.to(self.device, non_blocking=True))
         return l2_normalize(feats.float().cpu().numpy())
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.tokenizer(list(texts)).to(self.device)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             feats = self.model.encode_text(tokens)
         return l2_normalize(feats.float().cpu().numpy())
 
@@ -209,7 +209,7 @@ def _looks_like_path(s: str) -> bool:
     return "/" in s or "\\" in s or s.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
 
 
-class _local_seed:
+class local_seed:
     """Seed torch for model init without touching the caller's global RNG state."""
 
     def __init__(self, seed: int) -> None:

@@ -144,10 +144,28 @@ class ModelSpec(Frozen):
         "local-dir:/path, or another registered scheme such as fake:..."
     )
     name: str | None = Field(default=None, description="Name in results; defaults to the id.")
+    scoring: Literal["contrastive", "generative"] = Field(
+        default="contrastive",
+        description="contrastive: cosine similarity (CLIP, SigLIP); generative: log p(prompt | "
+        "image) from a captioning decoder (CoCa).",
+    )
+    reduction: Literal["sum", "mean"] | None = Field(
+        default=None, description="Generative only: sum of token log-probs (default) or their mean."
+    )
+
+    @model_validator(mode="after")
+    def _reduction(self) -> ModelSpec:
+        if self.reduction is not None and self.scoring != "generative":
+            raise ValueError("reduction applies to scoring: generative only")
+        return self
 
     @property
     def display_name(self) -> str:
-        return self.name or self.id
+        if self.name:
+            return self.name
+        if self.scoring == "generative":
+            return f"{self.id} (generative, {self.reduction or 'sum'})"
+        return self.id
 
 
 class VariantSpec(Frozen):
