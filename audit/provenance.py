@@ -72,15 +72,18 @@ def dataset_record(spec: DatasetSpec, data: LoadedDataset, skipped: list[dict[st
 
 def manifest(probe: Probe, datasets: list[tuple[DatasetSpec, LoadedDataset]],
              models: list[dict[str, Any]], failures: dict[str, str], prompts: dict[str, Any],
-             skipped: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+             skipped: dict[str, list[dict[str, str]]], run_models: tuple[Any, ...] | None = None) -> dict[str, Any]:
     spec = probe.spec
+    resolved = probe.resolved_dict()
+    if run_models is not None:  # --model replaced the probe's models: record what actually ran
+        resolved["models"] = [m.model_dump() for m in run_models]
     return {
         "format_version": FORMAT_VERSION,
         "audit_version": audit.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "probe": {
             "name": spec.name, "kind": spec.kind, "path": str(probe.path), "sha256": probe.sha256,
-            "notice": spec.notice, "resolved": probe.resolved_dict(),
+            "notice": spec.notice, "resolved": resolved,
         },
         "label_sets": [
             {"name": ls.spec.name, "version": ls.spec.version, "path": str(ls.path), "sha256": ls.sha256,

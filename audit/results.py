@@ -104,7 +104,7 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     for col in ("category", "group", "flag", "variant", "model", "dataset", "group_col", "metric"):
         if col in df:
-            df[col] = df[col].fillna("").astype(str)
+            df[col] = df[col].astype(object).fillna("").astype(str)
     return df
 
 

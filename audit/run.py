@@ -133,7 +133,8 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
         raise DataError("no model could be loaded, nothing to audit:\n" + "\n".join(out.failures.values()))
     predictions = pd.concat(out.frames, ignore_index=True)
     templates_df = pd.concat(out.by_template, ignore_index=True) if out.by_template else None
-    manifest = provenance.manifest(probe, datasets, out.models, out.failures, out.prompts, out.skipped)
+    manifest = provenance.manifest(probe, datasets, out.models, out.failures, out.prompts, out.skipped,
+                                   tuple(_models(probe, options.models)))
     return finish_run(probe, run_dir, predictions, templates_df, manifest, out.failures, options,
                       out.images_encoded, out.prompts_encoded)
 
@@ -299,7 +300,8 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
             n_bootstrap=probe.spec.stats.n_bootstrap, rng=np.random.default_rng(probe.spec.seed),
         )
         write_csv(run_dir / ROBUSTNESS, robustness)
-    results = evaluate_gates(probe.spec, metrics, robustness)
+    run_spec = probe.spec.model_copy(update={"models": tuple(_models(probe, options.models))})
+    results = evaluate_gates(probe.spec, metrics, robustness, run_spec=run_spec)
     write_gates_json(run_dir / GATES, results)
     write_json(run_dir / MANIFEST, manifest)
     from audit.gates import exit_code as gate_exit

@@ -11,7 +11,7 @@ def _pct(x: float) -> str:
     return "   n/a" if pd.isna(x) else f"{100 * x:5.1f}%"
 
 
-def rate_lines(metrics: pd.DataFrame, max_groups: int = 12) -> list[str]:
+def rate_lines(metrics: pd.DataFrame, max_groups: int = 4) -> list[str]:
     """Per dataset/model/variant/category: the overall rate and the highest-rate groups."""
     rates = metrics[metrics["metric"] == "category_rate"]
     lines: list[str] = []
@@ -29,7 +29,8 @@ def rate_lines(metrics: pd.DataFrame, max_groups: int = 12) -> list[str]:
             cells = ", ".join(
                 f"{g}={_pct(v).strip()}" + ("*" if f else "") for g, v, f in zip(grp["group"], grp["value"], grp["flag"].fillna(""))
             )
-            lines.append(f"      by {col}: {cells}")
+            more = int((block["group_col"] == col).sum()) - len(grp)
+            lines.append(f"      by {col}, highest: {cells}" + (f" (+{more} more)" if more > 0 else ""))
     return lines
 
 
@@ -39,27 +40,34 @@ def accuracy_lines(metrics: pd.DataFrame) -> list[str]:
             f"[{_pct(r.ci_low).strip()}-{_pct(r.ci_high).strip()}] n={int(r.n)}" for r in acc.itertuples()]
 
 
+def gate_lines(results: list[object]) -> list[str]:
+    """One line per gate x model x variant: its status and the deciding number."""
+    from audit.gates import verdicts
+
+    lines = []
+    for v in verdicts(results):  # type: ignore[arg-type]
+        lines.append(f"  [{v.label}] {v.gate_id} | {v.model} | {v.variant}: {v.message}")
+    return lines
+
+
 def print_summary(probe: Probe, outcome: object) -> None:
     metrics: pd.DataFrame = getattr(outcome, "metrics")
     print(f"\naudit: probe '{probe.spec.name}' -> {getattr(outcome, 'run_dir')}")
     if probe.spec.notice:
-        print(f"\nNOTICE: {probe.spec.notice.strip()}")
+        print(f"\nNOTICE: {' '.join(probe.spec.notice.split())}")
     lines = accuracy_lines(metrics) + rate_lines(metrics)
     if lines:
         print("\nresults (rate [95% CI], n; * = fewer than min_n images):")
         print("\n".join(lines))
     gates = getattr(outcome, "gate_results", [])
     if gates:
-        print("\ngates:")
-        for g in gates:
-            outcome_txt = getattr(g, "outcome", "?")
-            severity = getattr(g, "severity", "fail")
-            if outcome_txt != "pass":
-                print(f"  [{outcome_txt.upper()}{' (warn)' if severity == 'warn' else ''}] {getattr(g, 'message', g)}")
-        passed = sum(getattr(g, "outcome", "") == "pass" for g in gates)
-        print(f"  {passed} of {len(gates)} gate checks passed")
+        print("\ngates (details: gates.json, or python -m audit check RUN_DIR):")
+        print("\n".join(gate_lines(gates)))
     for name, why in getattr(outcome, "model_failures", {}).items():
         print(f"\nmodel {name} failed to load:\n{why}")
     if getattr(outcome, "report_error", None):
         print(f"\nreport failed (results are written): {getattr(outcome, 'report_error')}")
-    print(f"\nexit code {getattr(outcome, 'exit_code')}")
+    run_dir = getattr(outcome, "run_dir")
+    print(f"\nwrote {run_dir}/: manifest.json, predictions.parquet, metrics.csv, gates.json"
+          + (", report.html, model_card.md" if (run_dir / "report.html").exists() else ""))
+    print(f"exit code {getattr(outcome, 'exit_code')}")
