@@ -57,14 +57,17 @@ def dataset_columns(adapter: str) -> tuple[str, ...] | None:
 
 
 def model_scheme(model_id: str) -> str:
+    """The registered scheme of a model id; plain ``ARCH:PRETRAINED`` ids are open_clip's."""
     head = model_id.split(":", 1)[0]
-    return head if head in ("hf-hub", "local-dir") else "open_clip"
+    return head if head in MODEL_SCHEMES and head != "open_clip" else "open_clip"
 
 
 def check_model_id(model_id: str) -> str | None:
     """Return a problem message for a malformed or unknown model id, or None. Imports no torch."""
     from audit.models.catalog import AUDIT_CONFIGS, architectures, pretrained_tags
 
+    if model_scheme(model_id) not in ("open_clip", "hf-hub", "local-dir"):
+        return None  # another registered adapter checks its own ids
     if model_id.startswith(("hf-hub:", "local-dir:")):
         return None if model_id.split(":", 1)[1] else "nothing after the scheme; e.g. hf-hub:org/name"
     arch, sep, pretrained = model_id.partition(":")

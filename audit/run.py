@@ -161,11 +161,12 @@ def _record_skipped(out: _Collected, dspec: DatasetSpec, data: LoadedDataset, er
 
 def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[DatasetSpec, LoadedDataset]],
                      out: _Collected) -> None:
-    from audit.models.openclip import OpenClipModel
+    from audit.registries import MODEL_SCHEMES, model_scheme
 
     try:
-        model = OpenClipModel(mspec.id, name=mspec.display_name, device=ctx.options.device,
-                              seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve)
+        adapter = MODEL_SCHEMES.get(model_scheme(mspec.id))
+        model = adapter(mspec.id, name=mspec.display_name, device=ctx.options.device,
+                        seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve)
     except DataError as exc:
         out.failures[mspec.display_name] = exc.render()
         return

@@ -141,7 +141,7 @@ class ModelSpec(Frozen):
 
     id: str = Field(
         description="ARCH:PRETRAINED (open_clip tag or checkpoint path), hf-hub:org/name, "
-        "local-dir:/path, or another registered scheme such as fake:..."
+        "local-dir:/path, or the scheme of another registered model adapter."
     )
     name: str | None = Field(default=None, description="Name in results; defaults to the id.")
     scoring: Literal["contrastive", "generative"] = Field(
