@@ -91,6 +91,14 @@ def manifest(probe: Probe, datasets: list[tuple[DatasetSpec, LoadedDataset]],
             for ls in probe.label_sets
         ],
         "prompts": prompts,
+        "retrieval": None if spec.retrieval is None else {
+            **spec.retrieval.model_dump(mode="json"),
+            "query_sets": [
+                {"name": q.spec.name, "version": q.spec.version, "path": str(q.path), "sha256": q.sha256,
+                 "templates": list(qs.templates), "queries": [lb.text for lb in q.spec.labels]}
+                for qs, q in zip(spec.retrieval.query_sets, probe.query_sets)
+            ],
+        },
         "models": models,
         "model_failures": failures,
         "datasets": [dataset_record(s, d, skipped.get(s.display_name, [])) for s, d in datasets],

@@ -16,6 +16,7 @@ DATASETS: Registry[type] = Registry("dataset adapter", {
     "imagenet_a": "audit.data.imagenet:ImageNetAAdapter",
     "objectnet": "audit.data.imagenet:ObjectNetAdapter",
     "synthetic_fairface": "audit.data.synthetic:SyntheticFairFaceAdapter",
+    "demo_world": "audit.demo.adapter:DemoWorldAdapter",
 })
 
 #: Metrics: name -> :class:`audit.metrics.base.MetricDef`.
@@ -34,6 +35,7 @@ METRICS: Registry[object] = Registry("metric", {
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.
 GATES: Registry[object] = Registry("gate", {
+    "max_retrieval_skew": "audit.gates.retrieval:eval_max_retrieval_skew",
     "max_rate": "audit.gates:eval_max_rate",
     "max_disparity": "audit.gates:eval_max_disparity",
     "no_significant_difference": "audit.gates:eval_no_significant_difference",

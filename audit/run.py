@@ -85,6 +85,7 @@ class _Collected:
     """What the model loop accumulates for the output files."""
 
     frames: list[pd.DataFrame] = field(default_factory=list)
+    retrieval: list[pd.DataFrame] = field(default_factory=list)
     by_template: list[pd.DataFrame] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
@@ -135,8 +136,9 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
     templates_df = pd.concat(out.by_template, ignore_index=True) if out.by_template else None
     manifest = provenance.manifest(probe, datasets, out.models, out.failures, out.prompts, out.skipped,
                                    tuple(_models(probe, options.models)))
+    retrieval = pd.concat(out.retrieval, ignore_index=True) if out.retrieval else None
     return finish_run(probe, run_dir, predictions, templates_df, manifest, out.failures, options,
-                      out.images_encoded, out.prompts_encoded)
+                      out.images_encoded, out.prompts_encoded, retrieval)
 
 
 def _encode(ctx: _Context, model: Any, dspec: DatasetSpec, data: LoadedDataset, store: ImageStore) -> Any:
@@ -181,6 +183,12 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
         out.images_encoded += images.computed_shards
         rows = np.flatnonzero(images.ok)
         feats = images.embeddings[images.ok]
+        if ctx.probe.spec.retrieval is not None:
+            from audit.retrieval import retrieval_rows
+
+            base = next(iter(ctx.probe.spec.variants))
+            out.retrieval.append(retrieval_rows(ctx.probe, dspec, data, model, texts, feats, rows, base,
+                                                quiet=ctx.options.quiet))
         for vocab in vocabularies(ctx.probe, data.info.class_names, data.info.templates):
             flat, n_new = embed_texts(model, [p for row in vocab.prompts() for p in row], texts, quiet=ctx.options.quiet)
             out.prompts_encoded += n_new
@@ -281,13 +289,15 @@ def predict_from_scores(dspec: DatasetSpec, data: LoadedDataset, model_name: str
 
 def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_template: pd.DataFrame | None,
                manifest: dict[str, Any], failures: dict[str, str], options: RunOptions,
-               encoded_images: int, encoded_prompts: int) -> RunOutcome:
+               encoded_images: int, encoded_prompts: int, retrieval: pd.DataFrame | None = None) -> RunOutcome:
     """Metrics, robustness, gates and files, in an order where the manifest comes last."""
     from audit.gates import evaluate_gates, write_gates_json
     from audit.metrics import compute_metrics
 
     rng = np.random.default_rng(probe.spec.seed)
     metrics = compute_metrics(predictions, probe.spec, rng, by_template=by_template)
+    if retrieval is not None and len(retrieval):
+        metrics = pd.concat([metrics, retrieval[list(metrics.columns)]], ignore_index=True)
     write_parquet(run_dir / PREDICTIONS, predictions)
     if by_template is not None:
         write_parquet(run_dir / BY_TEMPLATE, by_template)

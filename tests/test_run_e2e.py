@@ -190,3 +190,27 @@ def test_templates_permutation_invariance_end_to_end(tmp_path):
     b = pd.read_parquet(tmp_path / "b" / "predictions.parquet")
     assert (a.top1_label == b.top1_label).all()
     np.testing.assert_allclose(a.top1_score, b.top1_score, rtol=1e-5)
+
+
+def test_retrieval_probe_planted_ranking(tmp_path):
+    MODEL_SCHEMES.register("planted", "tests.planted:PlantedModel")
+    source = tmp_path / "ff"
+    truth = write_planted_fairface(source, n=140, flag_prob={"Black": 0.5}, seed=1)
+    extra = """
+retrieval:
+  query_sets:
+    - labels: {ls}/non_human.yaml
+  ks: [5, 50]
+  desired: uniform
+  group_cols: [race]
+""".format(ls=LABEL_SETS)
+    probe = write_probe(tmp_path, source, model="planted:v1", extra=extra)
+    outcome = run_probe(load_probe(probe), RunOptions(out=tmp_path / "run", report=False, quiet=True))
+    m = outcome.metrics
+    row = m[(m.metric == "max_skew@5") & (m.category == "non_human/gorilla") & (m.group_col == "race")].iloc[0]
+    # only Black images are flagged (embedded as 'gorilla'), so they fill the top 5
+    assert set(truth["race"][truth["flag"]]) == {2} and truth["flag"].sum() >= 5
+    assert row.group == "Black"
+    assert row.value == pytest.approx(np.log(7))  # ln(1 / desired share of 1/7)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["retrieval"]["query_sets"][0]["name"] == "non_human"

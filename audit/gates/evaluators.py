@@ -34,6 +34,7 @@ _DETAIL: dict[str, Callable[[Any], str]] = {
     "min_accuracy": lambda g: f"{g.metric} {_by(g.group_col)}",
     "min_effective_robustness": lambda g: g.shift,
     "variant_no_increase": lambda g: f"{g.category} {_by(g.group_col)}, {g.base}->{g.compare}",
+    "max_retrieval_skew": lambda g: f"{g.measure}@{g.k} {g.query_set} {_by(g.group_col)}",
 }
 
 

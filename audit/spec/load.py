@@ -160,6 +160,7 @@ class Probe:
     spec: ProbeSpec
     sha256: str
     label_sets: tuple[LoadedLabelSet, ...]
+    query_sets: tuple[LoadedLabelSet, ...] = ()
 
     def resolve(self, relative: str) -> Path:
         """Resolve a path written in the probe relative to the probe file."""
@@ -185,23 +186,59 @@ def load_probe(path: str | Path, *, check_names: bool = True) -> Probe:
     for i, entry in enumerate(spec.label_sets):
         if entry == CLASSNAMES:
             continue
-        ls_path = Path(entry) if Path(entry).is_absolute() else (probe_dir / entry)
-        field = f"label_sets[{i}]"
-        if not ls_path.exists():
-            problems.append(Problem(field, f"label-set file not found: {ls_path}"))
-            continue
-        try:
-            ls = load_label_set(ls_path)
-        except UserError as err:
-            problems += [Problem(f"{field} ({ls_path})", p.render()) for p in err.problems] or [
-                Problem(field, err.message)
-            ]
-            continue
-        loaded.append(LoadedLabelSet(ls_path.resolve(), ls, file_hash(ls_path)))
+        found = _load_listed(probe_dir, entry, f"label_sets[{i}]", problems)
+        if found is not None:
+            loaded.append(found)
+    queries: list[LoadedLabelSet] = []
+    for i, qs in enumerate(spec.retrieval.query_sets if spec.retrieval else ()):
+        found = _load_listed(probe_dir, qs.labels, f"retrieval.query_sets[{i}].labels", problems)
+        if found is not None:
+            queries.append(found)
     problems += _cross_check(spec, loaded, check_names)
+    problems += _check_retrieval(spec, queries)
     if problems:
         raise UserError(f"{path} is not a valid probe", problems=problems)
-    return Probe(path.resolve(), spec, file_hash(path), tuple(loaded))
+    return Probe(path.resolve(), spec, file_hash(path), tuple(loaded), tuple(queries))
+
+
+def _load_listed(probe_dir: Path, entry: str, field: str, problems: list[Problem]) -> LoadedLabelSet | None:
+    """Load one label-set file named in a probe; record problems under ``field``."""
+    ls_path = Path(entry) if Path(entry).is_absolute() else (probe_dir / entry)
+    if not ls_path.exists():
+        problems.append(Problem(field, f"label-set file not found: {ls_path}"))
+        return None
+    try:
+        ls = load_label_set(ls_path)
+    except UserError as err:
+        problems += [Problem(f"{field} ({ls_path})", p.render()) for p in err.problems] or [
+            Problem(field, err.message)
+        ]
+        return None
+    return LoadedLabelSet(ls_path.resolve(), ls, file_hash(ls_path))
+
+
+def _check_retrieval(spec: ProbeSpec, queries: list[LoadedLabelSet]) -> list[Problem]:
+    problems: list[Problem] = []
+    cols = {c for d in spec.datasets for c in d.subgroups}
+    cols |= {" x ".join(c) for d in spec.datasets for c in d.intersections}
+    names = [q.spec.name for q in queries]
+    if spec.retrieval is not None:
+        for j, col in enumerate(spec.retrieval.group_cols or ()):
+            if col not in cols:
+                problems.append(Problem(f"retrieval.group_cols[{j}]", f"'{col}' is not a declared subgroup or intersection{did_you_mean(col, sorted(cols))}"))
+        if len(set(names)) != len(names):
+            problems.append(Problem("retrieval.query_sets", "two query sets share a label-set name; names must be unique"))
+    for i, gate in enumerate(spec.gates):
+        if getattr(gate, "type", "") != "max_retrieval_skew":
+            continue
+        if spec.retrieval is None:
+            problems.append(Problem(f"gates[{i}]", "max_retrieval_skew needs a 'retrieval:' section in the probe"))
+            continue
+        if gate.k not in spec.retrieval.ks:
+            problems.append(Problem(f"gates[{i}].k", f"k={gate.k} is not among retrieval.ks {list(spec.retrieval.ks)}"))
+        if gate.query_set not in names:
+            problems.append(Problem(f"gates[{i}].query_set", f"unknown query set '{gate.query_set}'{did_you_mean(gate.query_set, names)}"))
+    return problems
 
 
 def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names: bool) -> list[Problem]:

@@ -259,8 +259,21 @@ class VariantNoIncreaseGate(GateBase):
     margin: float = Field(default=0.0, ge=0)
 
 
+class MaxRetrievalSkewGate(GateBase):
+    """MaxSkew@k (or NDKL@k) of text-to-image retrieval must stay at or below a threshold."""
+
+    type: Literal["max_retrieval_skew"]
+    measure: Literal["max_skew", "ndkl"] = "max_skew"
+    k: int = Field(default=100, gt=0)
+    group_col: str
+    query_set: str = Field(description="Name of a retrieval query set (its label-set name).")
+    per_query: bool = Field(default=False, description="Judge every query, not only the set mean.")
+    threshold: float = Field(ge=0)
+
+
 GateSpec = Annotated[
     Union[
+        MaxRetrievalSkewGate,
         MaxRateGate,
         MaxDisparityGate,
         NoSignificantDifferenceGate,
@@ -272,9 +285,43 @@ GateSpec = Annotated[
 ]
 
 GATE_TYPES = (
-    "max_rate", "max_disparity", "no_significant_difference", "min_accuracy",
+    "max_retrieval_skew", "max_rate", "max_disparity", "no_significant_difference", "min_accuracy",
     "min_effective_robustness", "variant_no_increase",
 )
+
+
+class QuerySetSpec(Frozen):
+    """Text queries for retrieval-bias metrics: a label-set file and the templates to embed it with."""
+
+    labels: str = Field(description="Label-set file (relative to the probe) whose texts are the queries.")
+    templates: tuple[str, ...] = Field(default=("a photo of a {}.",), min_length=1)
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for t in v:
+            check_template(t)
+        return v
+
+
+class RetrievalSpec(Frozen):
+    """Rank the images by similarity to each query; measure who fills the top k (Skew@k, NDKL)."""
+
+    query_sets: tuple[QuerySetSpec, ...] = Field(min_length=1)
+    ks: tuple[int, ...] = Field(default=(10, 100, 1000), min_length=1)
+    desired: Literal["uniform", "marginal"] = Field(
+        default="uniform", description="Target distribution over groups: uniform or the dataset's own."
+    )
+    group_cols: tuple[str, ...] | None = Field(
+        default=None, description="Subgroup columns or intersections ('race x gender'); default all."
+    )
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k <= 0 for k in v) or len(set(v)) != len(v):
+            raise ValueError("ks must be distinct positive integers, e.g. [10, 100, 1000]")
+        return v
 
 
 class ReportSpec(Frozen):
@@ -310,6 +357,7 @@ class ProbeSpec(Frozen):
     metrics: tuple[MetricSpec, ...] = Field(min_length=1)
     stats: StatsSpec = StatsSpec()
     gates: tuple[GateSpec, ...] = ()
+    retrieval: RetrievalSpec | None = Field(default=None, description="Retrieval-bias audit (optional).")
     report: ReportSpec = ReportSpec()
     seed: int = 0
     batch_size: int = Field(default=64, gt=0)
