@@ -269,8 +269,11 @@ def predict_from_scores(dspec: DatasetSpec, data: LoadedDataset, model_name: str
     meta = data.metadata.iloc[rows].reset_index(drop=True)
     out = pd.DataFrame({"dataset": dspec.display_name, "model": model_name, "variant": vocab.variant,
                         IMAGE_ID: meta[IMAGE_ID].astype(str)})
+    order = data.info.extra.get("label_order", {})
     for col in dspec.subgroups:  # label strings; a missing attribute stays missing, not "nan"
-        out[col] = meta[col].map(lambda v: None if pd.isna(v) else str(v)).to_numpy()
+        values = meta[col].map(lambda v: None if pd.isna(v) else str(v))
+        # keep the dataset's own label order (age bins 0-2, 3-9, ...), not string order
+        out[col] = pd.Categorical(values, categories=order[col]) if col in order else values.to_numpy()
     has_target = dspec.target is not None or TARGET_INDEX in meta.columns
     out["target"] = meta["target"].astype(str).to_numpy() if has_target and "target" in meta else None
     out["top1_label"] = texts[best[:, 0]]

@@ -320,7 +320,9 @@ def hf_table(ds: Any, spec: DatasetSpec, *, split: str, attributes: tuple[str, .
         meta[TARGET_INDEX] = np.asarray([index.get(v, -1) for v in meta[TARGET]], dtype=np.int64)
     return Table(meta, HFImages(ds, images), base_fingerprint=str(getattr(ds, "_fingerprint", "")),
                  class_names=tuple(class_names) if class_names else None,
-                 extra={"image_columns": images})
+                 extra={"image_columns": images,
+                        # the dataset's own label order (FairFace's age bins), kept for results
+                        "label_order": {c: list(v) for c, v in names.items() if v is not None}})
 
 
 def declared_columns(spec: DatasetSpec) -> tuple[str, ...]:
