@@ -155,6 +155,12 @@ def _encode(ctx: _Context, model: Any, dspec: DatasetSpec, data: LoadedDataset, 
                         quiet=opts.quiet, desc=f"{model.info.name} | {dspec.display_name}")
 
 
+def _vocabularies(probe: Probe, dspec: DatasetSpec, data: LoadedDataset) -> list[Vocabulary]:
+    """The probe's variants that run on this dataset (``dataset.variants`` narrows them)."""
+    vocabs = vocabularies(probe, data.info.class_names, data.info.templates)
+    return [v for v in vocabs if dspec.variants is None or v.variant in dspec.variants]
+
+
 def _record_skipped(out: _Collected, dspec: DatasetSpec, data: LoadedDataset, errors: dict[int, str]) -> None:
     out.skipped[dspec.display_name] = [
         {"image_id": str(data.metadata[IMAGE_ID].iloc[r]), "error": e} for r, e in sorted(errors.items())
@@ -189,7 +195,7 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
             base = next(iter(ctx.probe.spec.variants))
             out.retrieval.append(retrieval_rows(ctx.probe, dspec, data, model, texts, feats, rows, base,
                                                 quiet=ctx.options.quiet))
-        for vocab in vocabularies(ctx.probe, data.info.class_names, data.info.templates):
+        for vocab in _vocabularies(ctx.probe, dspec, data):
             flat, n_new = embed_texts(model, [p for row in vocab.prompts() for p in row], texts, quiet=ctx.options.quiet)
             out.prompts_encoded += n_new
             out.prompts[vocab.variant] = provenance.vocab_record(vocab)
@@ -223,7 +229,7 @@ def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datase
         return
     out.models.append(provenance.model_record(scorer.info))
     for dspec, data in datasets:
-        vocabs = vocabularies(ctx.probe, data.info.class_names, data.info.templates)
+        vocabs = _vocabularies(ctx.probe, dspec, data)
         prompts = list(dict.fromkeys(p for v in vocabs for row in v.prompts() for p in row))
         encoder = scorer.prompt_encoder(prompts)  # one decoder pass per image x distinct prompt
         store = ImageStore(ctx.root, {"model": encoder.info.cache_key, "dataset": data.info.fingerprint},

@@ -214,3 +214,31 @@ retrieval:
     assert row.value == pytest.approx(np.log(7))  # ln(1 / desired share of 1/7)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["retrieval"]["query_sets"][0]["name"] == "non_human"
+
+
+def test_accuracy_probe_offline_copy(tmp_path):
+    """probes/fairface_accuracy.yaml on a FairFace-shaped local copy; accuracies recomputed by hand."""
+    from audit.data.fixtures import write_fairface_dir
+
+    source = write_fairface_dir(tmp_path / "ff", n=60, seed=4, size=16)
+    text = (Path(__file__).resolve().parent.parent / "probes" / "fairface_accuracy.yaml").read_text()
+    text = text.replace("source: HuggingFaceM4/FairFace", f"source: {source}")
+    text = text.replace("../label_sets", str(LABEL_SETS))
+    text = text.replace("  - ViT-B-32:openai\n  - ViT-L-14:openai\n", "  - audit-tiny-vit:random\n")
+    probe = tmp_path / "acc.yaml"
+    probe.write_text(text)
+    outcome = run_probe(load_probe(probe), RunOptions(out=tmp_path / "run", report=False, quiet=True))
+    assert outcome.images_encoded == 1  # three datasets, one source: embedded once
+    preds = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    assert set(zip(preds.dataset, preds.variant)) == {("fairface_race", "race"), ("fairface_gender", "gender"),
+                                                       ("fairface_age", "age")}
+    g = preds[preds.dataset == "fairface_gender"]
+    assert set(g.top1_label) <= {"man", "woman"}
+    lookup = {"man": "Male", "woman": "Female"}
+    assert (g.correct == (g.top1_label.map(lookup) == g.target)).all()
+    m = outcome.metrics
+    acc = m[(m.metric == "accuracy") & (m.dataset == "fairface_gender") & (m.group_col == "race")].set_index("group")
+    for race, block in g.groupby("race", observed=True):
+        assert acc.loc[race, "value"] == pytest.approx(block.correct.mean())
+        assert acc.loc[race, "n"] == len(block)
+    assert {r.type for r in outcome.gate_results} == {"min_accuracy"}

@@ -308,6 +308,9 @@ def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names:
             for col in combo:
                 if col not in ds.subgroups:
                     problems.append(Problem(f"{field}.intersections[{j}]", f"column '{col}' is not among the declared subgroups {list(ds.subgroups)}"))
+        for j, v in enumerate(ds.variants or ()):
+            if v not in spec.variants:
+                problems.append(Problem(f"{field}.variants[{j}]", f"unknown variant '{v}'{did_you_mean(v, list(spec.variants))}"))
         for j, col in enumerate(ds.stratify):
             if col not in ds.subgroups and col != ds.target:
                 problems.append(Problem(f"{field}.stratify[{j}]", f"column '{col}' must be a declared subgroup or the target"))

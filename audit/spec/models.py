@@ -117,6 +117,9 @@ class DatasetSpec(Frozen):
     options: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Adapter-specific options (see `audit list`)."
     )
+    variants: tuple[str, ...] | None = Field(
+        default=None, description="Only these label-set variants run on this dataset (default all)."
+    )
 
     @field_validator("config", "revision", mode="before")
     @classmethod
