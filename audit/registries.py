@@ -35,7 +35,7 @@ METRICS: Registry[object] = Registry("metric", {
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.
 GATES: Registry[object] = Registry("gate", {
-    "max_retrieval_skew": "audit.gates.retrieval:eval_max_retrieval_skew",
+    "max_retrieval_skew": "audit.gates:eval_max_retrieval_skew",
     "max_rate": "audit.gates:eval_max_rate",
     "max_disparity": "audit.gates:eval_max_disparity",
     "no_significant_difference": "audit.gates:eval_no_significant_difference",

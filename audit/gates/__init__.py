@@ -18,6 +18,7 @@ from audit.gates.evaluators import (
     gate_labels,
 )
 from audit.gates.judge import GateContext
+from audit.gates.retrieval import eval_max_retrieval_skew
 from audit.gates.robustness import eval_min_effective_robustness
 from audit.gates.result import (
     GateResult,
@@ -39,6 +40,7 @@ __all__ = [
     "Outcome",
     "eval_max_disparity",
     "eval_max_rate",
+    "eval_max_retrieval_skew",
     "eval_min_accuracy",
     "eval_min_effective_robustness",
     "eval_no_significant_difference",
