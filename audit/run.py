@@ -137,6 +137,10 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
     manifest = provenance.manifest(probe, datasets, out.models, out.failures, out.prompts, out.skipped,
                                    tuple(_models(probe, options.models)))
     retrieval = pd.concat(out.retrieval, ignore_index=True) if out.retrieval else None
+    if probe.spec.report.gallery:
+        from audit.gallery import write_gallery
+
+        write_gallery(run_dir, probe, predictions, {s.display_name: d for s, d in datasets})
     return finish_run(probe, run_dir, predictions, templates_df, manifest, out.failures, options,
                       out.images_encoded, out.prompts_encoded, retrieval)
 

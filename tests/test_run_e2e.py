@@ -242,3 +242,26 @@ def test_accuracy_probe_offline_copy(tmp_path):
         assert acc.loc[race, "value"] == pytest.approx(block.correct.mean())
         assert acc.loc[race, "n"] == len(block)
     assert {r.type for r in outcome.gate_results} == {"min_accuracy"}
+
+
+def test_report_shows_retrieval_and_opt_in_gallery(tmp_path):
+    MODEL_SCHEMES.register("planted", "tests.planted:PlantedModel")
+    source = tmp_path / "ff"
+    truth = write_planted_fairface(source, n=70, flag_prob={"Black": 0.5}, seed=1)
+    extra = """
+retrieval:
+  query_sets:
+    - labels: {ls}/non_human.yaml
+  ks: [3]
+  group_cols: [race]
+""".format(ls=LABEL_SETS)
+    probe = write_probe(tmp_path, source, model="planted:v1", extra=extra)
+    probe.write_text(probe.read_text().replace("report: {enabled: false}", "report: {enabled: true, gallery: true}"))
+    outcome = run_probe(load_probe(probe), RunOptions(out=tmp_path / "run", quiet=True))
+    assert outcome.report_error is None
+    gallery = pd.read_csv(tmp_path / "run" / "gallery.csv")
+    assert set(gallery.top1_label) == {"gorilla"} and (gallery.race == "Black").all()
+    assert len(gallery) == 2 * min(6, int(truth["flag"].sum()))  # up to 6 per group, two variants
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "MaxSkew@k = ln(share of the most over-represented group" in html and "max_skew@3" in html
+    assert html.count("data:image/jpeg;base64") == len(gallery)
