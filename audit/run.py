@@ -165,6 +165,19 @@ def _vocabularies(probe: Probe, dspec: DatasetSpec, data: LoadedDataset) -> list
     return [v for v in vocabs if dspec.variants is None or v.variant in dspec.variants]
 
 
+def _add_predictions(ctx: _Context, out: _Collected, dspec: DatasetSpec, data: LoadedDataset, model_name: str,
+                     vocab: Vocabulary, rows: np.ndarray, scores: Any) -> None:
+    """Predictions from the template ensemble (``scores(None)``) and, for template sensitivity,
+    from each template alone (``scores(t)``)."""
+    out.frames.append(predict_from_scores(dspec, data, model_name, vocab, scores(None), rows,
+                                          uses_classnames=ctx.uses_classnames))
+    if ctx.want_templates and len(vocab.templates) > 1:
+        for t, template in enumerate(vocab.templates):
+            frame = predict_from_scores(dspec, data, model_name, vocab, scores(t), rows,
+                                        uses_classnames=ctx.uses_classnames)
+            out.by_template.append(frame.assign(template=template))
+
+
 def _record_skipped(out: _Collected, dspec: DatasetSpec, data: LoadedDataset, errors: dict[int, str]) -> None:
     out.skipped[dspec.display_name] = [
         {"image_id": str(data.metadata[IMAGE_ID].iloc[r]), "error": e} for r, e in sorted(errors.items())
@@ -204,18 +217,12 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
             out.prompts_encoded += n_new
             out.prompts[vocab.variant] = provenance.vocab_record(vocab)
             prompt_emb = flat.reshape(len(vocab.labels), len(vocab.templates), -1)
-            info = model.info
 
-            def scores(emb: np.ndarray, feats: np.ndarray = feats) -> np.ndarray:
+            def scores(t: int | None, feats: np.ndarray = feats, prompt_emb: np.ndarray = prompt_emb) -> np.ndarray:
+                emb = prompt_emb if t is None else prompt_emb[:, t:t + 1]
                 return zero_shot_scores(feats, class_weights(emb), model.info.logit_scale, model.info.logit_bias)
 
-            out.frames.append(predict_from_scores(dspec, data, info.name, vocab, scores(prompt_emb), rows,
-                                                  uses_classnames=ctx.uses_classnames))
-            if ctx.want_templates and len(vocab.templates) > 1:
-                for t, template in enumerate(vocab.templates):
-                    frame = predict_from_scores(dspec, data, info.name, vocab, scores(prompt_emb[:, t:t + 1]),
-                                                rows, uses_classnames=ctx.uses_classnames)
-                    out.by_template.append(frame.assign(template=template))
+            _add_predictions(ctx, out, dspec, data, model.info.name, vocab, rows, scores)
         _record_skipped(out, dspec, data, images.errors)
 
 
@@ -250,16 +257,13 @@ def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datase
             per_prompt = res.embeddings[res.ok][:, cols].astype(np.float64)
             if scorer.reduction == "mean":
                 per_prompt = per_prompt / encoder.n_tokens[cols]
-            n_l, n_t = len(vocab.labels), len(vocab.templates)
-            out.frames.append(predict_from_scores(dspec, data, scorer.info.name, vocab,
-                                                  label_scores(per_prompt, n_l, n_t), rows,
-                                                  uses_classnames=ctx.uses_classnames))
-            if ctx.want_templates and n_t > 1:
-                cube = per_prompt.reshape(len(rows), n_l, n_t)
-                for t, template in enumerate(vocab.templates):
-                    frame = predict_from_scores(dspec, data, scorer.info.name, vocab, cube[:, :, t], rows,
-                                                uses_classnames=ctx.uses_classnames)
-                    out.by_template.append(frame.assign(template=template))
+            cube = per_prompt.reshape(len(rows), len(vocab.labels), len(vocab.templates))
+
+            def scores(t: int | None, cube: np.ndarray = cube, pp: np.ndarray = per_prompt,
+                       n: tuple[int, int] = (len(vocab.labels), len(vocab.templates))) -> np.ndarray:
+                return label_scores(pp, *n) if t is None else cube[:, :, t]
+
+            _add_predictions(ctx, out, dspec, data, scorer.info.name, vocab, rows, scores)
         _record_skipped(out, dspec, data, res.errors)
 
 

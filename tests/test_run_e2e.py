@@ -265,3 +265,25 @@ retrieval:
     html = (tmp_path / "run" / "report.html").read_text()
     assert "MaxSkew@k = ln(share of the most over-represented group" in html and "max_skew@3" in html
     assert html.count("data:image/jpeg;base64") == len(gallery)
+
+
+def test_generative_probe_offline_copy_reports_both_rules(tmp_path):
+    """probes/fairface_crime_generative.yaml on a local copy, with a tiny random CoCa."""
+    from audit.data.fixtures import write_fairface_dir
+
+    source = write_fairface_dir(tmp_path / "ff", n=16, seed=5, size=16)
+    text = (Path(__file__).resolve().parent.parent / "probes" / "fairface_crime_generative.yaml").read_text()
+    text = text.replace("source: HuggingFaceM4/FairFace", f"source: {source}").replace("../label_sets", str(LABEL_SETS))
+    text = text.replace("coca_ViT-B-32:laion2b_s13b_b90k", "audit-tiny-coca:random")
+    probe = tmp_path / "gen.yaml"
+    probe.write_text(text)
+    outcome = run_probe(load_probe(probe), RunOptions(out=tmp_path / "run", quiet=True))
+    assert outcome.report_error is None and not outcome.model_failures
+    preds = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    models = {"audit-tiny-coca:random", "audit-tiny-coca:random (generative, mean)"}
+    assert set(preds.model) == models
+    assert (preds[preds.model.str.contains("generative")].top1_score < 0).all()  # mean log-likelihoods
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert any("generative" in m["scoring"] for m in manifest["models"])
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert all(m in html for m in models)
