@@ -33,7 +33,8 @@ BY_TEMPLATE = "predictions_by_template.parquet"
 #: ``target`` under their dataset names.
 PREDICTION_LEAD = ("dataset", "model", "variant", "image_id")
 PREDICTION_TAIL = (
-    "target", "top1_label", "top1_category", "top5_labels", "top1_score", "correct", "top5_correct",
+    "target", "target_index", "top1_label", "top1_category", "top5_labels", "top1_score", "correct",
+    "top5_correct",
 )
 
 #: Columns of metrics.csv, in order.

@@ -178,6 +178,15 @@ def _add_predictions(ctx: _Context, out: _Collected, dspec: DatasetSpec, data: L
             out.by_template.append(frame.assign(template=template))
 
 
+def _record_prompts(out: _Collected, dspec: DatasetSpec, vocab: Vocabulary) -> None:
+    """``prompts[variant]``: the first dataset's vocabulary; a later dataset whose vocabulary differs
+    (its own class names: ImageNet-R's 200, ObjectNet's 113) goes under ``by_dataset``."""
+    record = provenance.vocab_record(vocab)
+    first = out.prompts.setdefault(vocab.variant, record)
+    if first["digest"] != record["digest"]:
+        first.setdefault("by_dataset", {})[dspec.display_name] = record
+
+
 def _record_skipped(out: _Collected, dspec: DatasetSpec, data: LoadedDataset, errors: dict[int, str]) -> None:
     out.skipped[dspec.display_name] = [
         {"image_id": str(data.metadata[IMAGE_ID].iloc[r]), "error": e} for r, e in sorted(errors.items())
@@ -215,7 +224,7 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
         for vocab in _vocabularies(ctx.probe, dspec, data):
             flat, n_new = embed_texts(model, [p for row in vocab.prompts() for p in row], texts, quiet=ctx.options.quiet)
             out.prompts_encoded += n_new
-            out.prompts[vocab.variant] = provenance.vocab_record(vocab)
+            _record_prompts(out, dspec, vocab)
             prompt_emb = flat.reshape(len(vocab.labels), len(vocab.templates), -1)
 
             def scores(t: int | None, feats: np.ndarray = feats, prompt_emb: np.ndarray = prompt_emb) -> np.ndarray:
@@ -252,7 +261,7 @@ def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datase
         rows = np.flatnonzero(res.ok)
         index = {p: i for i, p in enumerate(prompts)}
         for vocab in vocabs:
-            out.prompts[vocab.variant] = provenance.vocab_record(vocab)
+            _record_prompts(out, dspec, vocab)
             cols = [index[p] for row in vocab.prompts() for p in row]  # label-major
             per_prompt = res.embeddings[res.ok][:, cols].astype(np.float64)
             if scorer.reduction == "mean":
@@ -290,6 +299,9 @@ def predict_from_scores(dspec: DatasetSpec, data: LoadedDataset, model_name: str
         out[col] = pd.Categorical(values, categories=order[col]) if col in order else values.to_numpy()
     has_target = dspec.target is not None or TARGET_INDEX in meta.columns
     out["target"] = meta["target"].astype(str).to_numpy() if has_target and "target" in meta else None
+    # class index of the target: class names may repeat (OpenAI's ImageNet names do), indices don't
+    out["target_index"] = (meta[TARGET_INDEX].astype("Int64").to_numpy() if TARGET_INDEX in meta
+                           else pd.array([pd.NA] * len(out), dtype="Int64"))
     out["top1_label"] = texts[best[:, 0]]
     out["top1_category"] = categories[best[:, 0]]
     out["top5_labels"] = [list(texts[r]) for r in best]
@@ -323,8 +335,13 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
     if probe.spec.kind == "robustness":
         from audit.robustness import robustness_from_metrics
 
+        # One dataset per robustness name: the first of each adapter (e.g. of two ObjectNet modes).
+        first: dict[str, str] = {}
+        for d in probe.spec.datasets:
+            first.setdefault(d.adapter, d.display_name)
         robustness = robustness_from_metrics(
-            metrics, dataset_names={d.display_name: d.adapter for d in probe.spec.datasets},
+            metrics[metrics["dataset"].isin(set(first.values()))],
+            dataset_names={name: adapter for adapter, name in first.items()},
             n_bootstrap=probe.spec.stats.n_bootstrap, rng=np.random.default_rng(probe.spec.seed),
         )
         write_csv(run_dir / ROBUSTNESS, robustness)

@@ -314,10 +314,10 @@ def test_robustness_from_metrics_equals_the_direct_table() -> None:
         columns=list(METRIC_COLUMNS))
     got = robustness_from_metrics(metrics, dataset_names={"inv2": "imagenet_v2"},
                                   n_bootstrap=100, rng=0)
-    assert tuple(got.columns) == (*ROBUSTNESS_COLUMNS, "variant")
+    assert tuple(got.columns) == (*ROBUSTNESS_COLUMNS, "n", "variant")
     assert list(got["variant"].unique()) == ["default", "short"]
     want = effective_robustness(long_table(PAPER), n_bootstrap=100, rng=0)
-    default = got[got["variant"] == "default"].drop(columns="variant").reset_index(drop=True)
+    default = got[got["variant"] == "default"].drop(columns=["n", "variant"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(default, want)
     assert set(got["model"]) == set(PAPER)
 

@@ -28,6 +28,7 @@ from audit.spec.models import StatsSpec
 TARGET = "target"
 CORRECT = "correct"
 TOP5_CORRECT = "top5_correct"
+TARGET_INDEX = "target_index"
 
 
 def _hit_rate(column: str, metric: str) -> Callable[[MetricInput], list[MetricRow]]:
@@ -52,8 +53,10 @@ def _as_bool(values: pd.Series) -> pd.Series:
 def class_recall_counts(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Correct predictions and rows per target class (rows with NA ``correct`` left out)."""
     correct = _as_bool(frame[CORRECT])
-    valid = correct.notna() & frame[TARGET].notna()
-    per_class = correct[valid].astype(int).groupby(frame.loc[valid, TARGET].astype(str)).agg(["sum", "count"])
+    # by class index where there is one: class names may repeat (OpenAI's ImageNet names do)
+    key = frame[TARGET_INDEX] if TARGET_INDEX in frame and frame[TARGET_INDEX].notna().any() else frame[TARGET]
+    valid = correct.notna() & key.notna()
+    per_class = correct[valid].astype(int).groupby(key[valid].astype(str)).agg(["sum", "count"])
     return per_class["sum"].to_numpy(), per_class["count"].to_numpy()
 
 

@@ -147,6 +147,9 @@ def robustness_from_metrics(metrics_df: pd.DataFrame, baseline_df: pd.DataFrame 
             continue
         rows = sub.loc[:, ["model", "dataset", "value"]].rename(columns={"value": "top1"})
         table = effective_robustness(rows, wide, n_bootstrap, gen, level=level, low_r=low_r)
+        if "n" in sub.columns:  # images behind each shift's top-1, so gates can apply min_n
+            n = sub.set_index(["model", "dataset"])["n"]
+            table["n"] = [n.get((m, d)) for m, d in zip(table["model"], table["dataset"])]
         if has_variant:
             table["variant"] = variant
         parts.append(table)

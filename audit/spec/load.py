@@ -329,8 +329,13 @@ def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names:
     model_names = [m.display_name for m in spec.models]
     subgroup_cols = {c for d in spec.datasets for c in d.subgroups}
     subgroup_cols |= {" x ".join(c) for d in spec.datasets for c in d.intersections}
+    from audit.robustness.tables import SHIFTS
+
     for i, gate in enumerate(spec.gates):
         field = f"gates[{i}]"
+        shift = getattr(gate, "shift", None)
+        if shift is not None and shift not in SHIFTS:
+            problems.append(Problem(f"{field}.shift", f"unknown shift '{shift}'{did_you_mean(shift, SHIFTS)}"))
         if hasattr(gate, "category"):
             check_category_expr(f"{field}.category", gate.category)
         col = getattr(gate, "group_col", None)
