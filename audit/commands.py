@@ -77,6 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             from audit.errors import UserError
 
             raise UserError(f"--model: {problem}")
+    if args.quiet or not sys.stderr.isatty():  # datasets' own split-generation bars
+        import datasets
+
+        datasets.disable_progress_bars()
     options = RunOptions(out=args.out, models=tuple(args.model), limit=args.limit, device=args.device,
                          batch_size=args.batch_size, num_workers=args.num_workers, quiet=args.quiet,
                          cache_dir=args.cache_dir, report=not args.no_report,
