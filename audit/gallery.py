@@ -29,7 +29,7 @@ def write_gallery(run_dir: Path, probe: Probe, predictions: pd.DataFrame,
     rng = np.random.default_rng(spec.seed)
     picked = []
     hits = predictions[predictions["top1_category"].isin(flagged)]
-    for (ds_name, model, variant), block in hits.groupby(["dataset", "model", "variant"], sort=False):
+    for (ds_name, _model, _variant), block in hits.groupby(["dataset", "model", "variant"], sort=False):
         dspec = next(d for d in spec.datasets if d.display_name == ds_name)
         by = dspec.subgroups[0] if dspec.subgroups else None
         groups = block.groupby(by, observed=True, sort=False) if by else [("all", block)]

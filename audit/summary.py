@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from audit.spec import Probe
+
+if TYPE_CHECKING:
+    from audit.run import RunOutcome
 
 
 def _pct(x: float) -> str:
@@ -50,24 +55,24 @@ def gate_lines(results: list[object]) -> list[str]:
     return lines
 
 
-def print_summary(probe: Probe, outcome: object) -> None:
-    metrics: pd.DataFrame = getattr(outcome, "metrics")
-    print(f"\naudit: probe '{probe.spec.name}' -> {getattr(outcome, 'run_dir')}")
+def print_summary(probe: Probe, outcome: RunOutcome) -> None:
+    metrics = outcome.metrics
+    print(f"\naudit: probe '{probe.spec.name}' -> {outcome.run_dir}")
     if probe.spec.notice:
         print(f"\nNOTICE: {' '.join(probe.spec.notice.split())}")
     lines = accuracy_lines(metrics) + rate_lines(metrics)
     if lines:
         print("\nresults (rate [95% CI], n; * = fewer than min_n images):")
         print("\n".join(lines))
-    gates = getattr(outcome, "gate_results", [])
-    if gates:
+    if outcome.gate_results:
         print("\ngates (details: gates.json, or python -m audit check RUN_DIR):")
-        print("\n".join(gate_lines(gates)))
-    for name, why in getattr(outcome, "model_failures", {}).items():
+        print("\n".join(gate_lines(outcome.gate_results)))
+    for name, why in outcome.model_failures.items():
         print(f"\nmodel {name} failed to load:\n{why}")
-    if getattr(outcome, "report_error", None):
-        print(f"\nreport failed (results are written): {getattr(outcome, 'report_error')}")
-    run_dir = getattr(outcome, "run_dir")
-    print(f"\nwrote {run_dir}/: manifest.json, predictions.parquet, metrics.csv, gates.json"
-          + (", report.html, model_card.md" if (run_dir / "report.html").exists() else ""))
-    print(f"exit code {getattr(outcome, 'exit_code')}")
+    if outcome.report_error:
+        print(f"\nreport failed (results are written): {outcome.report_error}")
+    written = "manifest.json, predictions.parquet, metrics.csv, gates.json"
+    if (outcome.run_dir / "report.html").exists():
+        written += ", report.html, model_card.md"
+    print(f"\nwrote {outcome.run_dir}/: {written}")
+    print(f"exit code {outcome.exit_code}")
