@@ -287,3 +287,18 @@ def test_generative_probe_offline_copy_reports_both_rules(tmp_path):
     assert any("generative" in m["scoring"] for m in manifest["models"])
     html = (tmp_path / "run" / "report.html").read_text()
     assert all(m in html for m in models)
+
+
+def test_model_that_fails_to_load_is_reported_and_others_run(tmp_path, capsys):
+    from audit.data.fixtures import write_fairface_dir
+
+    source = write_fairface_dir(tmp_path / "ff", n=12, seed=1, size=16)
+    probe = write_probe(tmp_path, source, model="ViT-B-32:openai, audit-tiny-vit:random")
+    code = main(["run", str(probe), "--out", str(tmp_path / "run"), "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "model ViT-B-32:openai failed to load" in out
+    preds = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    assert set(preds.model) == {"audit-tiny-vit:random"}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "ViT-B-32:openai" in manifest["model_failures"]
