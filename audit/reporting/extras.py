@@ -77,3 +77,30 @@ def show_gallery(run: RunData, per_row: int = 6) -> None:
             parts.append(f"<p><b>{html.escape(str(by))}={html.escape(str(group))}</b></p>" + "".join(cells))
         display(HTML("".join(parts)))
     caption("Label and score under each image: the top-1 label and its score; then the image's subgroup labels.")
+
+
+def show_planted(run: RunData) -> None:
+    """For generated worlds with a planted association: the planted caption rate beside the
+    rate the audit measured, per group. Shows nothing for real datasets."""
+    for ds in run.manifest.get("datasets", []):
+        planted = (ds.get("extra") or {}).get("flagged_rates")
+        if not planted:
+            continue
+        rates = run.metrics[(run.metrics["metric"] == "category_rate") & (run.metrics["dataset"] == ds["name"])
+                            & run.metrics["group"].isin(list(planted))]
+        if rates.empty:
+            continue
+        base = str(rates["variant"].iloc[0])
+        rates = rates[rates["variant"] == base]
+        shown = pd.DataFrame({
+            "model": rates["model"], "category": rates["category"], rates["group_col"].iloc[0]: rates["group"],
+            "planted in training captions": rates["group"].map(lambda g: f"{100 * planted[g]:.0f}%"),
+            "measured top-1 rate": [f"{100 * v:.1f}% ({100 * a:.1f}-{100 * b:.1f})"
+                                    for v, a, b in zip(rates["value"], rates["ci_low"], rates["ci_high"])],
+            "n": rates["n"],
+        })
+        table(shown, "Planted vs measured",
+              f"This dataset is generated with a planted association (variant '{base}'): the share of "
+              "training captions that used the flagged word for each group, beside how often the "
+              "trained model now puts that group's held-out images into the flagged category "
+              "(95% interval). It is a teaching example, not a measurement of any real model or people.")
