@@ -20,6 +20,9 @@ def _retrieval_rows(run: RunData) -> pd.DataFrame:
 def show_retrieval(run: RunData) -> None:
     """MaxSkew@k / NDKL@k per query set (mean over queries) and a per-query chart."""
     rows = _retrieval_rows(run)
+    if not run.resolved.get("retrieval"):
+        skip("Retrieval bias", "not part of this probe (add a retrieval: section to rank images by text queries)")
+        return
     if rows.empty:
         skip("Retrieval bias")
         return
