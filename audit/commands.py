@@ -33,18 +33,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from audit import registries
 
-    _out("datasets: " + ", ".join(registries.DATASETS.names()))
+    _out("datasets:")
+    for name in registries.DATASETS.names():
+        cls = registries.DATASETS.get(name)
+        cols = getattr(cls, "columns", None)
+        opts = ", ".join(getattr(cls, "options_help", {}) or {}) or "none"
+        source = getattr(cls, "default_source", None) or "(set in the probe, or generated)"
+        _out(f"  {name:<19} source {source}; columns {', '.join(cols) if cols else '(from the data)'}; options: {opts}")
     _out("metrics:  " + ", ".join(registries.METRICS.names()))
     _out("gates:    " + ", ".join(registries.GATES.names()))
     _out("models:   ARCH:PRETRAINED (open_clip), ARCH:/path/ckpt.pt, ARCH:random, hf-hub:org/name, local-dir:/path")
-    try:
-        import open_clip
+    from audit.models.catalog import pretrained_tags
 
-        pairs = open_clip.list_pretrained()
-        _out(f"          {len(pairs)} open_clip pretrained pairs, e.g. " +
-             ", ".join(f"{a}:{t}" for a, t in pairs[:4]) + " (open_clip.list_pretrained())")
-    except ImportError:
-        pass
+    tags = pretrained_tags()
+    examples = [f"{a}:{t}" for a, ts in list(tags.items())[:2] for t in ts[:2]]
+    _out(f"          {sum(map(len, tags.values()))} open_clip pretrained pairs over {len(tags)} architectures, "
+         f"e.g. {', '.join(examples)}")
     roots = [Path("label_sets"), Path(__file__).resolve().parent.parent / "label_sets"]
     seen: set[Path] = set()
     _out("label sets:")

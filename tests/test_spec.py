@@ -161,3 +161,13 @@ def test_bad_cli_flag_exits_2(capsys):
         main(["run", "probes/demo.yaml", "--limit", "zero"])
     assert exc.value.code == 2
     assert "expected an integer" in capsys.readouterr().err
+
+
+def test_list_shows_registries_without_torch():
+    code = ("import sys; from audit.cli import main; rc = main(['list']); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    for needle in ("fairface", "HuggingFaceM4/FairFace", "category_rate", "max_retrieval_skew",
+                   "fairface_race_gender v1, 14 labels", "TORCH False"):
+        assert needle in res.stdout
