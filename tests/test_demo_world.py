@@ -8,7 +8,6 @@ intervals, independently of the audit's metric code.
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,8 +130,10 @@ def test_adapter_loads_balanced_held_out_rows() -> None:
     sample, expected = world.render("test", 0, 5)
     assert np.array_equal(np.asarray(img), np.asarray(expected))
     assert meta["kin"].iat[5] == sample.kin and meta["object"].iat[5] == sample.object
-    # DataLoader workers that spawn (macOS, Windows) pickle the dataset.
-    clone = pickle.loads(pickle.dumps(data))
+    # DataLoader workers that spawn (macOS, Windows) send the dataset with this pickler.
+    from multiprocessing.reduction import ForkingPickler
+
+    clone = ForkingPickler.loads(ForkingPickler.dumps(data))
     assert np.array_equal(np.asarray(clone.load_image(5)), np.asarray(img))
 
 
