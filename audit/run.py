@@ -345,6 +345,10 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
             n_bootstrap=probe.spec.stats.n_bootstrap, rng=np.random.default_rng(probe.spec.seed),
         )
         write_csv(run_dir / ROBUSTNESS, robustness)
+        names = {name: adapter for adapter, name in first.items()}
+        comparison = compare_all_models(metrics, predictions, names, probe)
+        if comparison is not None:
+            write_csv(run_dir / "robustness_compare.csv", comparison)
     run_spec = probe.spec.model_copy(update={"models": tuple(_models(probe, options.models))})
     results = evaluate_gates(probe.spec, metrics, robustness, run_spec=run_spec)
     write_gates_json(run_dir / GATES, results)
@@ -364,6 +368,29 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
             outcome.report_error = exc.render()
             outcome.exit_code = max(outcome.exit_code, EXIT_DATA) if outcome.exit_code != EXIT_GATE_FAILED else EXIT_DATA
     return outcome
+
+
+def compare_all_models(metrics: pd.DataFrame, predictions: pd.DataFrame, names: dict[str, str],
+                       probe: Probe) -> pd.DataFrame | None:
+    """Which model is more robust, per shift and pair of models, with an interval on the difference
+    of effective robustness (bootstrap over baseline models and, paired, over images)."""
+    from audit.robustness import compare_models
+
+    base = next(iter(probe.spec.variants))
+    acc = metrics[(metrics["metric"] == "accuracy") & (metrics["group_col"] == "overall")
+                  & (metrics["variant"] == base) & metrics["dataset"].isin(list(names))]
+    rows = acc.assign(dataset=acc["dataset"].map(names))[["model", "dataset", "value"]].rename(columns={"value": "top1"})
+    with_imagenet = sorted(set(rows.loc[rows["dataset"] == "imagenet", "model"]))
+    if len(with_imagenet) < 2:
+        return None
+    preds = predictions[(predictions["variant"] == base) & predictions["dataset"].isin(list(names))]
+    correct = preds.assign(dataset=preds["dataset"].map(names))[["dataset", "model", "image_id", "correct"]]
+    frames = [
+        compare_models(rows, a, b, correct=correct, n_bootstrap=probe.spec.stats.n_bootstrap,
+                       rng=np.random.default_rng(probe.spec.seed))
+        for i, a in enumerate(with_imagenet) for b in with_imagenet[i + 1:]
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 __all__ = ["RunOptions", "RunOutcome", "predict_from_scores", "run_probe"]

@@ -500,3 +500,15 @@ def test_mean_per_class_recall_keeps_classes_with_the_same_name_apart(
     assert preds.correct.tolist() == [True, False, True]
     want = _mean_per_class_recall([p.target for p in plan], [p.correct for p in plan])  # (1 + 0 + 1) / 3
     assert run.overall("imagenet", "mean_per_class_recall").value == pytest.approx(want)
+
+
+def test_two_models_are_compared_with_an_interval(world: tuple[Path, dict[str, Path]]) -> None:
+    """Two (identical) planted models: compare_models on the run's own accuracies and images says
+    the difference is exactly 0 on every shift and neither is more robust."""
+    root, sources = world
+    probe = rf.probe_copy(root / "shifts_two.yaml", sources, models=[PLANTED, "planted_classes:v2"])
+    run = _run(root, "run_two", probe)
+    compare = pd.read_csv(run.dir / "robustness_compare.csv")
+    assert set(compare["dataset"]) == {"imagenet_v2", "imagenet_sketch", "imagenet_r", "imagenet_a", "objectnet"}
+    assert (compare["model_a"] == PLANTED).all() and (compare["model_b"] == "planted_classes:v2").all()
+    assert (compare["difference"] == 0).all() and (compare["more_robust"] == "undecided").all()
