@@ -8,10 +8,11 @@ plumbing only), ``hf-hub:org/name`` and ``local-dir:/path`` (open_clip's own lay
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -124,7 +125,7 @@ class OpenClipModel:
         model_name, pretrained, kwargs, weights, key, random_weights = self._parse(model_id, seed, resolve)
         self._model_name = model_name
         try:
-            with local_seed(seed) if random_weights else nullcontext():
+            with local_seed(seed) if random_weights else nullcontext(), _quiet_random_init(random_weights):
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name, pretrained=pretrained, device=self.device, **kwargs
                 )
@@ -207,6 +208,24 @@ class OpenClipModel:
 
 def _looks_like_path(s: str) -> bool:
     return "/" in s or "\\" in s or s.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init(active: bool) -> Iterator[None]:
+    """ARCH:random asks for random weights; open_clip's warning about them is noise there."""
+    root = logging.getLogger()
+    flt = _DropRandomInitWarning()
+    if active:
+        root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
 
 
 class local_seed:
