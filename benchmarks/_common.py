@@ -7,6 +7,7 @@ clip_benchmark's interpreter, where only the standard library is wanted before c
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -108,16 +109,15 @@ def shard_sizes(n_images: int, shards: int) -> list[int]:
     import numpy as np
 
     bounds = np.linspace(0, n_images, min(shards, n_images) + 1).astype(int)
-    return [int(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [int(b - a) for a, b in itertools.pairwise(bounds)]
 
 
 def save_random_checkpoint(arch: str, path: Path, seed: int = 0) -> Path:
     """Random-init weights of ``arch`` saved as a plain state dict (what ``--pretrained`` loads)."""
+    import open_clip
     import torch
 
     from audit.models.openclip import local_seed, register_configs
-
-    import open_clip
 
     register_configs()
     with local_seed(seed):
@@ -168,7 +168,8 @@ def run_timed(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: 
     """Wall and CPU time of a whole subprocess (start-up and imports included); output captured."""
     c0, t0 = _children_cpu(), time.perf_counter()
     proc = subprocess.run(list(cmd), env=dict(env) if env is not None else None, cwd=cwd,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                          check=False)
     return Timed(time.perf_counter() - t0, _children_cpu() - c0, proc.returncode, proc.stdout)
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     REPO,
     add_common_args,
     base_env,
@@ -218,7 +218,7 @@ def proto_encode_rows(*, prefetch: int | None = None, nice: bool = False,
 
 @contextmanager
 def patched_encode_rows(fn: Callable[..., Any] | None) -> Iterator[None]:
-    import audit.embed as embed
+    from audit import embed
 
     original = embed._encode_rows
     if fn is not None:
@@ -251,8 +251,8 @@ def explore(model: Any, data: Any, args: argparse.Namespace, work: Path) -> dict
                 continue
             with patched_encode_rows(fn):
                 walls[name] = end_to_end(model, data, args.batch_size, workers, work / f"cache-{name}-{r}")["wall"]
-        for name in ratios:
-            ratios[name].append(walls["forward"] / walls[name])
+        for name, values in ratios.items():
+            values.append(walls["forward"] / walls[name])
         log(f"  explore round {r + 1}: " + ", ".join(f"{k} {n / v:.1f}" for k, v in walls.items())
             + f" img/s (load {load_avg()})")
     return {f"explore_{k}": statistics.median(v) for k, v in ratios.items()}
@@ -316,7 +316,7 @@ def memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if args.workers is not None:
             cmd += ["--workers", str(args.workers)]
         env = base_env(work / f"mem-{n}-env")
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, check=False)
         if proc.returncode:
             sys.stderr.write(proc.stderr[-4000:])
             raise SystemExit(f"memory child for {n} images failed")
@@ -370,10 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         model.encode_images(torch.stack([model.preprocess(data.load_image(0))] * 2))  # warm-up
         fwd, e2e = [], []
         for r in range(args.repeats):  # paired rounds, order alternating, so drifting load cancels
-            pair = [lambda: fwd.append(forward_only(model, data, len(data), args.batch_size)),
-                    lambda r=r: e2e.append(end_to_end(model, data, args.batch_size, workers, work / f"cache-{r}"))]
-            for step in pair if r % 2 == 0 else pair[::-1]:
-                step()
+            for step in ("forward", "e2e") if r % 2 == 0 else ("e2e", "forward"):
+                if step == "forward":
+                    fwd.append(forward_only(model, data, len(data), args.batch_size))
+                else:
+                    e2e.append(end_to_end(model, data, args.batch_size, workers, work / f"cache-{r}"))
             log(f"round {r + 1}: forward {len(data) / fwd[-1]['wall']:.1f} img/s, end-to-end "
                 f"{len(data) / e2e[-1]['wall']:.1f} img/s, ratio {fwd[-1]['wall'] / e2e[-1]['wall']:.3f} "
                 f"(load {load_avg()})")

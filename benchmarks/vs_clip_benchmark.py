@@ -46,7 +46,6 @@ import sys
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--_cb-child":
     def _cb_child(dump: str, configs: str, argv: list[str]) -> None:
         import numpy as np
-
         import open_clip
         from clip_benchmark import cli
         from clip_benchmark.metrics import zeroshot_classification as zc
@@ -73,17 +72,17 @@ if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--_cb-child"
     _cb_child(sys.argv[2], sys.argv[3], sys.argv[4:])
     raise SystemExit(0)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     REPO,
     SMOKE_ARCH,
     Timed,
@@ -140,7 +139,7 @@ def cb_version(python: str) -> str | None:
     """clip_benchmark's version in ``python``, or None if it cannot be imported there."""
     code = "import importlib.metadata as m, clip_benchmark.cli; print(m.version('clip_benchmark'))"
     try:
-        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 and proc.stdout.strip() else None
@@ -217,7 +216,7 @@ def compare(args: argparse.Namespace, run_dir: Path, dump: Path, cb_json: Path, 
         "per_image_top1_agree": float((ours == theirs).mean()),
         "top1_disagreements": int((ours != theirs).sum()),
         "per_image_top5_agree": float((ours5 == theirs5).all(axis=1).mean()),
-        "distinct_top1": int(len(np.unique(ours))),
+        "distinct_top1": len(np.unique(ours)),
     }
     if isinstance(scale, (int, float)) and scale > 0:
         our_cos = np.full(args.n_images, np.nan)
