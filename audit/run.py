@@ -145,6 +145,17 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
                       out.images_encoded, out.prompts_encoded, retrieval)
 
 
+def _features(ctx: _Context, out: _Collected, model: Any, dspec: DatasetSpec, data: LoadedDataset) -> Any:
+    """Per-image features of ``model`` (embeddings, or cached likelihoods) through the cache;
+    None on torchrun ranks other than 0, once they have filled their shards."""
+    store = ImageStore(ctx.root, {"model": model.info.cache_key, "dataset": data.info.fingerprint},
+                       shard_rows=ctx.options.shard_rows)
+    result = _encode(ctx, model, dspec, data, store)
+    if result is not None:
+        out.images_encoded += result.computed_shards
+    return result
+
+
 def _encode(ctx: _Context, model: Any, dspec: DatasetSpec, data: LoadedDataset, store: ImageStore) -> Any:
     """Image features through the cache; under torchrun every rank fills its shards first."""
     opts = ctx.options
@@ -207,12 +218,9 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
     out.models.append(provenance.model_record(model.info))
     texts = TextStore(ctx.root, model.info.cache_key)
     for dspec, data in datasets:
-        store = ImageStore(ctx.root, {"model": model.info.cache_key, "dataset": data.info.fingerprint},
-                           shard_rows=ctx.options.shard_rows)
-        images = _encode(ctx, model, dspec, data, store)
+        images = _features(ctx, out, model, dspec, data)
         if images is None:
             continue
-        out.images_encoded += images.computed_shards
         rows = np.flatnonzero(images.ok)
         feats = images.embeddings[images.ok]
         if ctx.probe.spec.retrieval is not None:
@@ -252,12 +260,9 @@ def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datase
         vocabs = _vocabularies(ctx.probe, dspec, data)
         prompts = list(dict.fromkeys(p for v in vocabs for row in v.prompts() for p in row))
         encoder = scorer.prompt_encoder(prompts)  # one decoder pass per image x distinct prompt
-        store = ImageStore(ctx.root, {"model": encoder.info.cache_key, "dataset": data.info.fingerprint},
-                           shard_rows=ctx.options.shard_rows)
-        res = _encode(ctx, encoder, dspec, data, store)
+        res = _features(ctx, out, encoder, dspec, data)
         if res is None:
             continue
-        out.images_encoded += res.computed_shards
         rows = np.flatnonzero(res.ok)
         index = {p: i for i, p in enumerate(prompts)}
         for vocab in vocabs:

@@ -66,3 +66,11 @@ class DatasetAdapter(Protocol):
     def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None: ...
 
     def load(self) -> LoadedDataset: ...
+
+
+class AdapterBase:
+    """What every concrete adapter stores: its dataset spec and the probe's path resolver."""
+
+    def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None:
+        self.spec = spec
+        self.resolve = resolve

@@ -9,17 +9,15 @@ lists the configs) loads through the same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 from audit.data import TableDataset, build_dataset, check_options, local_signature
+from audit.data.base import AdapterBase
 from audit.data.hf import Source, hf_table, open_split, resolve_source
 from audit.errors import UserError
-from audit.spec import DatasetSpec
 
 
-class FairFaceAdapter:
+class FairFaceAdapter(AdapterBase):
     """FairFace from the hub or a local copy of the hub repo.
 
     Metadata: ``image_id`` (``<split>/<row:06d>``), ``age``, ``gender``, ``race`` (label strings),
@@ -32,10 +30,6 @@ class FairFaceAdapter:
     default_split: ClassVar[str] = "validation"
     default_config: ClassVar[str] = "0.25"
     options_help: ClassVar[dict[str, str]] = {}
-
-    def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None:
-        self.spec = spec
-        self.resolve = resolve
 
     def _source(self) -> Source:
         """Where the data is; the synthetic adapter overrides this to generate a directory."""

@@ -31,7 +31,7 @@ from audit.data import (
     check_options,
     local_signature,
 )
-from audit.data.base import IMAGE_ID, TARGET_INDEX
+from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase
 from audit.errors import DataError, UserError
 from audit.registry import did_you_mean
 from audit.spec import DatasetSpec
@@ -333,7 +333,7 @@ def declared_columns(spec: DatasetSpec) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cols))
 
 
-class HFAdapter:
+class HFAdapter(AdapterBase):
     """Any hub id or local hub-layout directory (``source`` is required).
 
     Metadata columns are the declared subgroups/target (renamed through ``dataset.columns``);
@@ -349,10 +349,6 @@ class HFAdapter:
         "data_files": "glob of the split's files in the repo, e.g. 'test/*.tar' (default: "
                       "the README's configs, else datasets' inference)",
     }
-
-    def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None:
-        self.spec = spec
-        self.resolve = resolve
 
     def load(self) -> TableDataset:
         spec = self.spec

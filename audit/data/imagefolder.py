@@ -8,7 +8,7 @@ readers, which decide the label of each folder themselves (wnid position, ``int(
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,9 +25,9 @@ from audit.data import (
     check_options,
     local_signature,
 )
+from audit.data.base import AdapterBase
 from audit.data.hf import resolve_source
 from audit.errors import DataError, UserError
-from audit.spec import DatasetSpec
 
 #: File endings read as images (case-insensitive); other files are ignored.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif",
@@ -85,7 +85,7 @@ def folder_table(root: Path, folders: Sequence[tuple[str, int]], class_names: Se
     return Table(meta, FileImages(paths), class_names=tuple(class_names))
 
 
-class ImageFolderAdapter:
+class ImageFolderAdapter(AdapterBase):
     """A local tree ``root/<class>/<image>`` (or ``root/<split>/<class>/<image>`` with
     ``dataset.split``). ``target`` is the folder name; class names are the sorted folder names."""
 
@@ -93,10 +93,6 @@ class ImageFolderAdapter:
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "all"
     options_help: ClassVar[dict[str, str]] = {}
-
-    def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None:
-        self.spec = spec
-        self.resolve = resolve
 
     def load(self) -> TableDataset:
         spec = self.spec

@@ -22,7 +22,6 @@ import ast
 import importlib.util
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,11 +38,18 @@ from audit.data import (
     check_options,
     local_signature,
 )
-from audit.data.hf import HFImages, Source, hub_file, image_columns, open_split, resolve_source
+from audit.data.base import AdapterBase
+from audit.data.hf import (
+    HFImages,
+    Source,
+    hub_file,
+    image_columns,
+    open_split,
+    resolve_source,
+)
 from audit.data.imagefolder import folder_table, subfolders
 from audit.errors import DataError, MissingDependency, UserError
 from audit.registry import did_you_mean
-from audit.spec import DatasetSpec
 
 WDS, WNID, V2, OBJECTNET = "webdataset", "wnid_folders", "imagenetv2_folders", "objectnet_release"
 V2_VARIANTS = ("matched-frequency", "threshold0.7", "top-images")
@@ -107,7 +113,7 @@ def _lines_of(text: str | None) -> list[str]:
     return [s.strip() for s in (text or "").splitlines() if s.strip()]
 
 
-class ImageNetAdapter:
+class ImageNetAdapter(AdapterBase):
     """ImageNet-1k validation (``clip-benchmark/wds_imagenet1k``), or a local wnid tree."""
 
     columns: ClassVar[tuple[str, ...] | None] = ("target",)
@@ -118,10 +124,6 @@ class ImageNetAdapter:
     options_help: ClassVar[dict[str, str]] = {
         "layout": "webdataset | wnid_folders (default: detected from the directory)",
     }
-
-    def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None:
-        self.spec = spec
-        self.resolve = resolve
 
     def option(self, key: str, choices: tuple[str, ...] | None = None, default: Any = None) -> Any:
         value = self.spec.options.get(key, default)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
 
 from audit.data import TARGET, Table, TableDataset, build_dataset, check_options
-from audit.data.base import IMAGE_ID, TARGET_INDEX
+from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase
 from audit.demo import world
 from audit.errors import UserError
 from audit.spec import DatasetSpec
@@ -58,7 +57,7 @@ class _Render:
         return buf.getvalue(), None
 
 
-class DemoWorldAdapter:
+class DemoWorldAdapter(AdapterBase):
     """The demo world's held-out figures (see :mod:`audit.demo.world`)."""
 
     columns: ClassVar[tuple[str, ...] | None] = ("kin", "age_band", "object")
@@ -68,10 +67,6 @@ class DemoWorldAdapter:
         "n": f"number of images (default {DEFAULT_N}; multiples of {world.BLOCK} are exactly balanced)",
         "seed": f"seed of the generated world (default {DEFAULT_SEED})",
     }
-
-    def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None:
-        self.spec = spec
-        self.resolve = resolve
 
     def load(self) -> TableDataset:
         spec = self.spec
