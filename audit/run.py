@@ -115,12 +115,13 @@ def run_probe(probe: Probe, options: RunOptions = RunOptions()) -> RunOutcome:
 
     dist = init_from_env(options.device)
     run_dir = Path(options.out) if options.out else default_out(probe)
+    # data problems surface before anything is created on disk
+    datasets = [(spec, load_dataset(probe, spec, options.limit)) for spec in probe.spec.datasets]
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete run: written last
     ctx = _Context(probe, options, cache_root(options.cache_dir), options.batch_size or probe.spec.batch_size,
                    dist, any(m.name == "template_sensitivity" for m in probe.spec.metrics))
-    datasets = [(spec, load_dataset(probe, spec, options.limit)) for spec in probe.spec.datasets]
     out = _Collected()
     for mspec in _models(probe, options.models):
         if mspec.scoring == "generative":
