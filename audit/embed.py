@@ -117,7 +117,9 @@ def embed_texts(model: ImageTextModel, prompts: Sequence[str], store: TextStore,
     """
     unique = list(dict.fromkeys(prompts))
     cached = store.lookup(unique)
-    missing = [p for p in unique if p not in cached]
+    # Shortest first: a batch then holds prompts of similar length, and a text tower that skips
+    # trailing padding (audit.models.text_trim) runs each batch at about its own prompts' length.
+    missing = sorted((p for p in unique if p not in cached), key=len)
     if missing:
         parts = []
         for start in tqdm(range(0, len(missing), batch_size), desc="prompts", unit="batch",

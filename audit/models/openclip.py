@@ -1,4 +1,4 @@
-"""The open_clip adapter: the only module that imports open_clip.
+"""The open_clip model adapter: loading, preprocessing, tokenizing and encoding.
 
 Model ids: ``ARCH:TAG`` (an ``open_clip.list_pretrained()`` pair, e.g. ``ViT-B-32:openai``),
 ``ARCH:/path/ckpt.pt`` (a local checkpoint), ``ARCH:random`` (deterministic random weights, for
@@ -23,8 +23,10 @@ import torch
 import open_clip
 from audit.errors import DataError, UserError
 from audit.models.base import ModelInfo, l2_normalize
+from audit.models.text_trim import SELF_CHECK_RTOL, self_check, trimmed_text_encoder
 from audit.registry import did_you_mean
 
+log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
 RANDOM = "random"
 _registered = False
@@ -140,6 +142,7 @@ class OpenClipModel:
         model.eval()
         self.model = model
         self.preprocess = preprocess
+        self._encode_text, text_context = self._text_encoder()
         self.precision = "amp_bf16" if self.device == "cuda" and torch.cuda.is_bf16_supported() else (
             "amp_fp16" if self.device == "cuda" else "fp32")
         scale = float(model.logit_scale.exp().item())
@@ -149,8 +152,22 @@ class OpenClipModel:
             weights=weights, cache_key=f"{key}|{preprocess!r}|{self.precision}", logit_scale=scale,
             logit_bias=float(bias.item()) if bias is not None else None, random_weights=random_weights,
             preprocess=repr(preprocess), device=self.device, precision=self.precision,
-            extra={"open_clip_version": open_clip.__version__, "model_name": model_name},
+            extra={"open_clip_version": open_clip.__version__, "model_name": model_name,
+                   "text_context": text_context},
         )
+
+    def _text_encoder(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+        """open_clip's ``encode_text``, or the padding-trimmed one where it is exact for this tower
+        (:mod:`audit.models.text_trim`) and agrees with open_clip's on these weights."""
+        trimmed = trimmed_text_encoder(self.model)
+        if trimmed is None:
+            return self.model.encode_text, "full: open_clip encode_text (the tower is not causal with one pooled token)"
+        diff = self_check(self.model, self.tokenizer, trimmed, self.device)
+        if not diff <= SELF_CHECK_RTOL:
+            log.warning("%s: the padding-trimmed text encoder differs from open_clip's by %.2g (relative); "
+                        "using open_clip's encode_text", self._model_name, diff)
+            return self.model.encode_text, f"full: trimmed encoder failed its self-check ({diff:.2g})"
+        return trimmed, f"trimmed to the longest prompt of each batch (self-check {diff:.1g})"
 
     @staticmethod
     def _parse(model_id: str, seed: int, resolve: Callable[[str], Path]) -> tuple[str, str | None, dict[str, Any], str, str, bool]:
@@ -202,7 +219,7 @@ class OpenClipModel:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode(), self.autocast():
-            feats = self.model.encode_text(tokens)
+            feats = self._encode_text(tokens)
         return l2_normalize(feats.float().cpu().numpy())
 
 
