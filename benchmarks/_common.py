@@ -27,6 +27,14 @@ SMOKE_ARCH = "audit-tiny-vit"
 TEMPLATES = ("a photo of a {c}.", "a blurry photo of a {c}.", "a sketch of a {c}.")
 
 
+def openai_imagenet_templates() -> tuple[str, ...]:
+    """The 80 templates of CLIP's ImageNet evaluation, as in LAION's ``wds_imagenet1k`` template
+    file and clip_benchmark's ``imagenet1k`` entry, written with ``{c}``."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return tuple(t("{c}") for t in OPENAI_IMAGENET_TEMPLATES)
+
+
 def add_common_args(p: argparse.ArgumentParser, *, n_images: int, smoke_n: int) -> None:
     p.add_argument("--arch", default="ViT-B-32", help="open_clip architecture (default ViT-B-32)")
     p.add_argument("--n-images", type=int, default=None,
@@ -94,14 +102,14 @@ def class_names(n: int) -> list[str]:
 
 
 def make_wds(root: Path, n_images: int, n_classes: int, *, image_size: int, shards: int,
-             seed: int = 0) -> Path:
+             seed: int = 0, templates: tuple[str, ...] = TEMPLATES) -> Path:
     """A LAION-layout webdataset dir of ``n_images`` noisy colour swatches (label ``i % classes``)."""
     from audit.data.fixtures import write_wds_dir
 
     if n_images % n_classes:
         raise SystemExit(f"--n-images {n_images} must be a multiple of --classes {n_classes}")
     return write_wds_dir(root, class_names(n_classes), n_images // n_classes, image_ext="jpg",
-                         templates=TEMPLATES, shards=min(shards, n_images), size=image_size, seed=seed)
+                         templates=templates, shards=min(shards, n_images), size=image_size, seed=seed)
 
 
 def shard_sizes(n_images: int, shards: int) -> list[int]:

@@ -85,6 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     REPO,
     SMOKE_ARCH,
+    TEMPLATES,
     Timed,
     add_common_args,
     base_env,
@@ -94,6 +95,7 @@ from _common import (
     log,
     machine_note,
     make_wds,
+    openai_imagenet_templates,
     resolve_common,
     result_line,
     run_timed,
@@ -102,7 +104,7 @@ from _common import (
     write_probe,
 )
 
-N_DEFAULT, N_SMOKE = 640, 40
+N_DEFAULT, N_SMOKE = 500, 40
 CB_VERSION = "1.6.2"
 INSTALL = ("python -m venv --system-site-packages /tmp/cb-venv && "
            f"/tmp/cb-venv/bin/pip install clip_benchmark=={CB_VERSION}; then pass "
@@ -123,12 +125,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, n_images=N_DEFAULT, smoke_n=N_SMOKE)
     p.add_argument("--repeats", type=int, default=2, help="alternating cold runs of each tool (best counts)")
+    p.add_argument("--templates", choices=("openai", "short"), default="openai",
+                   help="openai: CLIP's 80 ImageNet templates, what clip_benchmark evaluates imagenet1k "
+                        "with (default); short: 3 templates (the default with --smoke)")
     p.add_argument("--cb-python", default=os.environ.get("CLIP_BENCHMARK_PYTHON", sys.executable),
                    help="interpreter with clip_benchmark installed (default $CLIP_BENCHMARK_PYTHON or this one)")
     args = p.parse_args(argv)
     resolve_common(args, n_images=N_DEFAULT, smoke_n=N_SMOKE)
     if args.smoke:
         args.repeats = 1
+        args.templates = "short"
     return args
 
 
@@ -270,14 +276,17 @@ def _main(args: argparse.Namespace, work: Path) -> int:
         log(f"clip_benchmark: not importable by {args.cb_python}; skipping the comparison. To run it: {INSTALL}")
     elif version != CB_VERSION:
         log(f"clip_benchmark: found {version}; this benchmark was written against {CB_VERSION}")
-    data = make_wds(work / "bench", args.n_images, args.classes, image_size=args.image_size, shards=args.shards)
+    templates = openai_imagenet_templates() if args.templates == "openai" else TEMPLATES
+    data = make_wds(work / "bench", args.n_images, args.classes, image_size=args.image_size, shards=args.shards,
+                    templates=templates)
     ckpt = save_random_checkpoint(args.arch, work / f"{args.arch}-random.pt")
     workers = default_workers(args.n_images) if args.workers is None else args.workers
     workers = min(workers, args.shards)  # clip_benchmark: more workers than shards crash it
     model_id = f"{args.arch}:{ckpt}"
     probe = write_probe(work / "zeroshot.yaml", data, model_id, batch_size=args.batch_size)
     log(f"{args.arch} random weights in {ckpt.name}; {args.n_images} images of {args.image_size}px, "
-        f"{args.classes} classes, {args.shards} shards; batch {args.batch_size}, {workers} worker(s)")
+        f"{args.classes} classes x {len(templates)} templates = {args.classes * len(templates)} prompts, "
+        f"{args.shards} shards; batch {args.batch_size}, {workers} worker(s)")
 
     cold: list[Timed] = []
     cbt: list[Timed] = []
@@ -334,7 +343,8 @@ def _main(args: argparse.Namespace, work: Path) -> int:
         fields.update(compare(args, work / f"run-{args.repeats - 1}", *cb_files, workers))
     else:
         fields["clip_benchmark"] = "absent"
-    fields.update({"arch": args.arch, "n_images": args.n_images, "batch_size": args.batch_size,
+    fields.update({"arch": args.arch, "n_images": args.n_images, "classes": args.classes,
+                   "templates": len(templates), "batch_size": args.batch_size,
                    "workers": workers, "image_px": args.image_size, "cpus": os.cpu_count(),
                    "load_avg": load_avg()})
     print(result_line(fields), flush=True)
