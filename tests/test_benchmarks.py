@@ -36,6 +36,13 @@ def test_bench_embed_smoke(tmp_path: Path) -> None:
     assert fields["arch"] == "audit-tiny-vit"
 
 
+def test_bench_text_smoke(tmp_path: Path) -> None:
+    fields = run_smoke("bench_text.py", tmp_path=tmp_path)
+    assert float(fields["trimmed_over_full"]) > 0
+    assert float(fields["max_abs_diff"]) < 1e-5  # the trimmed tower gives open_clip's embeddings
+    assert float(fields["mean_tokens"]) < int(fields["context"])
+
+
 @pytest.mark.slow
 def test_vs_clip_benchmark_smoke_without_clip_benchmark(tmp_path: Path) -> None:
     fields = run_smoke("vs_clip_benchmark.py", "--cb-python", sys.executable + "-missing", tmp_path=tmp_path)
