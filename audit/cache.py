@@ -7,6 +7,8 @@ Layout under the cache root (``$AUDIT_CACHE_DIR``, default the user cache dir)::
     images/<key>/shard-00000.json         rows, sha256 of the .npz, unreadable images (the
                                           completion marker: written last)
     text/<model key>/<sha>.npz            prompts (unicode array) + embeddings
+    models/<key>.json                     a loaded model's ModelInfo (cache key, logit scale ...),
+                                          so a fully cached re-run need not load the weights
 
 A shard is complete only when its ``.json`` exists and the checksum matches, so a run killed at
 any moment (SIGKILL included) resumes from the last complete shard.

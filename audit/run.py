@@ -211,8 +211,10 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
 
     try:
         adapter = MODEL_SCHEMES.get(model_scheme(mspec.id))
+        # adapters that can describe themselves from the cache without loading say so
+        extra = {"info_cache": ctx.root / "models"} if getattr(adapter, "keeps_info", False) else {}
         model = adapter(mspec.id, name=mspec.display_name, device=ctx.options.device,
-                        seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve)
+                        seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve, **extra)
     except DataError as exc:
         out.failures[mspec.display_name] = exc.render()
         return

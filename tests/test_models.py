@@ -87,3 +87,59 @@ def test_weights_not_available_offline_fail_fast_with_fix(model_id):
     assert exc.value.exit_code == 3
     text = exc.value.render()
     assert model_id in text and "HF_HUB_OFFLINE=1" in text and "checkpoint" in text
+
+
+def test_model_info_is_kept_and_the_weights_load_on_first_use(tmp_path, tiny, monkeypatch):
+    import open_clip
+
+    first = OpenClipModel("audit-tiny-vit:random", seed=0, info_cache=tmp_path)
+    assert first.loaded and len(list(tmp_path.glob("*.json"))) == 1
+    loads: list[str] = []
+    real = open_clip.create_model_and_transforms
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", lambda name, **kw: loads.append(name) or real(name, **kw))
+    again = OpenClipModel("audit-tiny-vit:random", name="renamed", seed=0, info_cache=tmp_path)
+    assert not again.loaded and loads == []
+    assert again.info.name == "renamed" and again.info.cache_key == first.info.cache_key
+    assert again.info.logit_scale == first.info.logit_scale and again.info.extra == first.info.extra
+    np.testing.assert_array_equal(again.encode_texts(["a thief"]), first.encode_texts(["a thief"]))
+    assert again.loaded and loads == ["audit-tiny-vit"]
+    other_seed = OpenClipModel("audit-tiny-vit:random", seed=1, info_cache=tmp_path)
+    assert other_seed.loaded and len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_model_info_follows_the_checkpoint_content(tmp_path, tiny):
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(tiny.model.state_dict(), ckpt)
+    cards = tmp_path / "cards"
+    assert OpenClipModel(f"audit-tiny-vit:{ckpt}", info_cache=cards).loaded
+    assert not OpenClipModel(f"audit-tiny-vit:{ckpt}", info_cache=cards).loaded
+    state = tiny.model.state_dict()
+    state["logit_scale"] = state["logit_scale"] + 1.0
+    torch.save(state, ckpt)  # same path, new weights: a new identity, so it loads
+    changed = OpenClipModel(f"audit-tiny-vit:{ckpt}", info_cache=cards)
+    assert changed.loaded and changed.info.logit_scale == pytest.approx(tiny.info.logit_scale * np.e)
+
+
+def test_unreadable_model_info_is_rebuilt_and_a_stale_one_refused(tmp_path):
+    import json
+
+    OpenClipModel("audit-tiny-vit:random", info_cache=tmp_path)
+    (card,) = tmp_path.glob("*.json")
+    card.write_text("{not json")
+    assert OpenClipModel("audit-tiny-vit:random", info_cache=tmp_path).loaded  # rebuilt ...
+    assert json.loads(card.read_text())["logit_scale"] > 0  # ... and rewritten
+    data = json.loads(card.read_text())
+    card.write_text(json.dumps({**data, "logit_scale": data["logit_scale"] * 2}))
+    stale = OpenClipModel("audit-tiny-vit:random", info_cache=tmp_path)
+    with pytest.raises(DataError, match="no longer matches") as err:
+        stale.encode_texts(["x"])
+    assert str(card) in err.value.fix
+
+
+def test_adapter_module_does_not_import_open_clip():
+    import subprocess
+    import sys
+
+    code = "import sys, audit.models.openclip; print('open_clip' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

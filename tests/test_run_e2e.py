@@ -128,6 +128,34 @@ def test_second_variant_reuses_image_embeddings(tmp_path):
     assert len(a) == 80
 
 
+def test_fully_cached_rerun_does_not_load_the_weights(tmp_path, monkeypatch):
+    import open_clip
+
+    from audit.data.fixtures import write_fairface_dir
+
+    source = write_fairface_dir(tmp_path / "ff", n=40, seed=1, size=16)
+    probe = write_probe(tmp_path, source)
+    run_probe(load_probe(probe), RunOptions(out=tmp_path / "r1", report=False, quiet=True))
+    loads: list[str] = []
+    real = open_clip.create_model_and_transforms
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", lambda name, **kw: loads.append(name) or real(name, **kw))
+
+    text = probe.read_text().replace("with_child: {}", "with_child: {}\n  no_crime: {exclude: [crime]}")
+    probe.write_text(text)  # a new variant: every image and prompt is cached
+    second = run_probe(load_probe(probe), RunOptions(out=tmp_path / "r2", report=False, quiet=True))
+    assert loads == [] and second.images_encoded == 0 and second.prompts_encoded == 0
+    keys = ["model", "variant", "image_id", "top1_label", "top1_score"]
+    a = pd.read_parquet(tmp_path / "r1" / "predictions.parquet")[keys]
+    b = pd.read_parquet(tmp_path / "r2" / "predictions.parquet")[keys]
+    pd.testing.assert_frame_equal(a, b[b.variant != "no_crime"].reset_index(drop=True))
+    m1, m2 = (json.loads((tmp_path / r / "manifest.json").read_text())["models"] for r in ("r1", "r2"))
+    assert m1 == m2  # the cached description is the loaded one
+
+    probe.write_text(text.replace('"a close-up photo of a {}."', '"a close-up photo of a {}.", "a portrait of a {}."'))
+    third = run_probe(load_probe(probe), RunOptions(out=tmp_path / "r3", report=False, quiet=True))
+    assert loads == ["audit-tiny-vit"] and third.prompts_encoded == 22 and third.images_encoded == 0
+
+
 def test_unreadable_images_skipped_counted_and_listed(tmp_path):
     from audit.data.fixtures import write_fairface_dir
 

@@ -107,9 +107,13 @@ def test_adapter_uses_trimmed_encoder_and_records_it():
 
 
 def test_adapter_falls_back_when_self_check_disagrees(monkeypatch, caplog):
-    monkeypatch.setattr(oc, "self_check", lambda *a, **k: 0.5)
+    real = oc.trimmed_text_encoder
+    monkeypatch.setattr(oc, "trimmed_text_encoder", lambda m: (lambda tokens: real(m)(tokens) + 1.0))  # a broken one
     with caplog.at_level(logging.WARNING, logger="audit.models.openclip"):
         tiny = OpenClipModel("audit-tiny-vit:random", seed=0)
     assert tiny.info.extra["text_context"].startswith("full: trimmed encoder failed")
     assert "differs from open_clip's" in caplog.text
-    assert tiny._encode_text == tiny.model.encode_text
+    tokens = tiny.tokenizer(PROMPTS)
+    with torch.inference_mode():
+        full = torch.nn.functional.normalize(tiny.model.encode_text(tokens), dim=-1).numpy()
+    np.testing.assert_allclose(tiny.encode_texts(PROMPTS), full, atol=1e-6)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,6 +33,26 @@ class ModelInfo:
         if self.logit_bias is not None:
             return "sigmoid(logit_scale * cos(image, text) + logit_bias)"
         return "softmax(logit_scale * cos(image, text))"
+
+
+def write_info(path: Path, info: ModelInfo) -> None:
+    """Keep ``info`` as JSON (atomically), for :func:`read_info` to return without the model."""
+    from audit.results import atomic_write
+
+    text = json.dumps(asdict(info), indent=1, sort_keys=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_info(path: Path, **override: Any) -> ModelInfo | None:
+    """The :class:`ModelInfo` kept at ``path`` (with ``override`` applied), or None when it is
+    missing, unreadable or not a complete ModelInfo; the caller then loads the model."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(ModelInfo)}:
+        return None
+    return ModelInfo(**{**data, **override})
 
 
 class ImageTextModel(Protocol):

@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -20,9 +21,10 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-import open_clip
+from audit.cache import digest
 from audit.errors import DataError, UserError
-from audit.models.base import ModelInfo, l2_normalize
+from audit.models.base import ModelInfo, l2_normalize, read_info, write_info
+from audit.models.catalog import architectures, pretrained_tags
 from audit.models.text_trim import SELF_CHECK_RTOL, self_check, trimmed_text_encoder
 from audit.registry import did_you_mean
 
@@ -36,6 +38,8 @@ def register_configs() -> None:
     """Make the package's own small configs (e.g. ``audit-tiny-vit``) known to open_clip."""
     global _registered
     if not _registered:
+        import open_clip
+
         open_clip.add_model_config(CONFIG_DIR)
         _registered = True
 
@@ -85,6 +89,8 @@ WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 def resolve_pretrained_tag(arch: str, tag: str, model_id: str) -> tuple[str, dict[str, Any]]:
     """A cached local file for ``ARCH:TAG`` (no network), or the tag itself when reachable."""
+    import open_clip
+
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     kwargs: dict[str, Any] = {}
     if cfg.get("quick_gelu"):
@@ -116,90 +122,150 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What a model id points at, worked out without loading anything."""
+
+    model_name: str           # open_clip's name: an architecture, hf-hub:... or local-dir:...
+    pretrained: str | None    # a checkpoint path, an open_clip tag (tag=True), or None
+    weights: str              # for provenance
+    key: str                  # identity of the weights; part of every cache key
+    random_weights: bool
+    tag: bool = False         # ``pretrained`` is a tag, resolved to a local file when loading
+
+
 class OpenClipModel:
-    """An open_clip model with its own preprocessing, tokenizer, logit_scale and logit_bias."""
+    """An open_clip model with its own preprocessing, tokenizer, logit_scale and logit_bias.
+
+    With ``info_cache`` (a directory) the model's :class:`ModelInfo` is kept there once the model
+    has loaded, and a later construction with the same id, weights, device and versions reads it
+    back instead of loading the weights. The weights then load on first use of :attr:`model`,
+    :attr:`preprocess`, :attr:`tokenizer` or an ``encode_*`` method, so a re-run whose image and
+    prompt embeddings are all cached never loads them.
+    """
+
+    #: ``audit.run`` passes ``info_cache`` to adapters that set this.
+    keeps_info = True
 
     def __init__(self, model_id: str, *, name: str | None = None, device: str = "cpu",
-                 seed: int = 0, resolve: Callable[[str], Path] | None = None) -> None:
-        register_configs()
+                 seed: int = 0, resolve: Callable[[str], Path] | None = None,
+                 info_cache: Path | None = None) -> None:
         self.device = pick_device(device)
-        resolve = resolve or (lambda p: Path(p).expanduser().resolve())
-        model_name, pretrained, kwargs, weights, key, random_weights = self._parse(model_id, seed, resolve)
-        self._model_name = model_name
+        self._id, self._name, self._seed = model_id, name or model_id, seed
+        self._target = self._parse(model_id, seed, resolve or (lambda p: Path(p).expanduser().resolve()))
+        self._model_name = self._target.model_name
+        self._loaded: tuple[Any, Any, Any, Callable[[torch.Tensor], torch.Tensor]] | None = None
+        self._card = None if info_cache is None else Path(info_cache) / f"{self._card_key()}.json"
+        known = None if self._card is None else read_info(self._card, id=model_id, name=self._name)
+        self.info = known or self._load()
+        if known is None and self._card is not None:
+            write_info(self._card, self.info)
+
+    @property
+    def model(self) -> Any:
+        return self._ensure_loaded()[0]
+
+    @property
+    def preprocess(self) -> Any:
+        return self._ensure_loaded()[1]
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._ensure_loaded()[2]
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (not yet, after a cached info, until first use)."""
+        return self._loaded is not None
+
+    @property
+    def precision(self) -> str:
+        return self.info.precision
+
+    def _ensure_loaded(self) -> tuple[Any, Any, Any, Callable[[torch.Tensor], torch.Tensor]]:
+        if self._loaded is None:
+            fresh = self._load()
+            if (fresh.cache_key, fresh.logit_scale, fresh.logit_bias) != (
+                    self.info.cache_key, self.info.logit_scale, self.info.logit_bias):
+                raise DataError(f"model '{self._id}' no longer matches its cached description {self._card} "
+                                "(its cache key, logit scale or logit bias changed)",
+                                fix=f"delete {self._card} and re-run")
+        assert self._loaded is not None
+        return self._loaded
+
+    def _load(self) -> ModelInfo:
+        import open_clip
+
+        register_configs()
+        t = self._target
+        pretrained, kwargs = t.pretrained, {}
+        if t.tag:
+            pretrained, kwargs = resolve_pretrained_tag(t.model_name, str(t.pretrained), self._id)
         try:
-            with local_seed(seed) if random_weights else nullcontext(), _quiet_random_init(random_weights):
+            with local_seed(self._seed) if t.random_weights else nullcontext(), _quiet_random_init(t.random_weights):
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    model_name, pretrained=pretrained, device=self.device, **kwargs
+                    t.model_name, pretrained=pretrained, device=self.device, **kwargs
                 )
-            self.tokenizer = open_clip.get_tokenizer(model_name)
+            tokenizer = open_clip.get_tokenizer(t.model_name)
         except ImportError as exc:
-            raise DataError(f"model '{model_id}' needs a package that is not installed: {exc}",
+            raise DataError(f"model '{self._id}' needs a package that is not installed: {exc}",
                             fix="pip install transformers (SigLIP, xlm-roberta, mt5 ... tokenizers)") from None
         except RuntimeError as exc:
             if "Failed to download" in str(exc) or "LocalEntryNotFound" in repr(exc.__cause__):
-                raise _missing_weights(str(exc).splitlines()[0], model_id) from None
-            raise DataError(f"cannot load model '{model_id}': {exc}") from None
+                raise _missing_weights(str(exc).splitlines()[0], self._id) from None
+            raise DataError(f"cannot load model '{self._id}': {exc}") from None
         model.eval()
-        self.model = model
-        self.preprocess = preprocess
-        self._encode_text, text_context = self._text_encoder()
-        self.precision = "amp_bf16" if self.device == "cuda" and torch.cuda.is_bf16_supported() else (
+        encode_text, text_context = _text_encoder(model, tokenizer, self.device, t.model_name)
+        self._loaded = (model, preprocess, tokenizer, encode_text)
+        precision = "amp_bf16" if self.device == "cuda" and torch.cuda.is_bf16_supported() else (
             "amp_fp16" if self.device == "cuda" else "fp32")
-        scale = float(model.logit_scale.exp().item())
         bias = getattr(model, "logit_bias", None)
-        self.info = ModelInfo(
-            id=model_id, name=name or model_id, scheme=model_id.split(":", 1)[0] if model_id.startswith(("hf-hub:", "local-dir:")) else "open_clip",
-            weights=weights, cache_key=f"{key}|{preprocess!r}|{self.precision}", logit_scale=scale,
-            logit_bias=float(bias.item()) if bias is not None else None, random_weights=random_weights,
-            preprocess=repr(preprocess), device=self.device, precision=self.precision,
-            extra={"open_clip_version": open_clip.__version__, "model_name": model_name,
+        return ModelInfo(
+            id=self._id, name=self._name,
+            scheme=self._id.split(":", 1)[0] if self._id.startswith(("hf-hub:", "local-dir:")) else "open_clip",
+            weights=t.weights, cache_key=f"{t.key}|{preprocess!r}|{precision}",
+            logit_scale=float(model.logit_scale.exp().item()),
+            logit_bias=float(bias.item()) if bias is not None else None, random_weights=t.random_weights,
+            preprocess=repr(preprocess), device=self.device, precision=precision,
+            extra={"open_clip_version": open_clip.__version__, "model_name": t.model_name,
                    "text_context": text_context},
         )
 
-    def _text_encoder(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-        """open_clip's ``encode_text``, or the padding-trimmed one where it is exact for this tower
-        (:mod:`audit.models.text_trim`) and agrees with open_clip's on these weights."""
-        trimmed = trimmed_text_encoder(self.model)
-        if trimmed is None:
-            return self.model.encode_text, "full: open_clip encode_text (the tower is not causal with one pooled token)"
-        diff = self_check(self.model, self.tokenizer, trimmed, self.device)
-        if not diff <= SELF_CHECK_RTOL:
-            log.warning("%s: the padding-trimmed text encoder differs from open_clip's by %.2g (relative); "
-                        "using open_clip's encode_text", self._model_name, diff)
-            return self.model.encode_text, f"full: trimmed encoder failed its self-check ({diff:.2g})"
-        return trimmed, f"trimmed to the longest prompt of each batch (self-check {diff:.1g})"
+    def _card_key(self) -> str:
+        from importlib.metadata import version
+
+        return digest({"id": self._id, "weights": self._target.key, "device": self.device,
+                       "open_clip": version("open_clip_torch"), "torch": torch.__version__, "format": 1})
 
     @staticmethod
-    def _parse(model_id: str, seed: int, resolve: Callable[[str], Path]) -> tuple[str, str | None, dict[str, Any], str, str, bool]:
-        """-> (open_clip model name, pretrained, kwargs, weights description, cache key, random)."""
+    def _parse(model_id: str, seed: int, resolve: Callable[[str], Path]) -> _Target:
         if model_id.startswith("hf-hub:"):
             repo = model_id.removeprefix("hf-hub:")
             if _cached_hf_file(repo, ("open_clip_config.json",)) is None and not hub_reachable():
                 raise _missing_weights(f"hub repo '{repo}'", model_id)
-            return model_id, None, {}, model_id, model_id, False
+            return _Target(model_id, None, model_id, model_id, False)
         if model_id.startswith("local-dir:"):
             path = resolve(model_id.removeprefix("local-dir:"))
             if not (path / "open_clip_config.json").exists():
                 raise UserError(f"model '{model_id}': {path} has no open_clip_config.json",
                                 fix="point local-dir: at a directory with open_clip_config.json and open_clip_model.safetensors")
-            digest = hashlib.sha256(b"".join(_file_digest(p).encode() for p in sorted(path.iterdir()) if p.is_file())).hexdigest()[:16]
-            return f"local-dir:{path}", None, {}, str(path), f"local-dir:{digest}", False
+            files = b"".join(_file_digest(p).encode() for p in sorted(path.iterdir()) if p.is_file())
+            return _Target(f"local-dir:{path}", None, str(path), f"local-dir:{hashlib.sha256(files).hexdigest()[:16]}", False)
         arch, _, pretrained = model_id.partition(":")
-        if arch not in open_clip.list_models():
-            raise UserError(f"model '{model_id}': unknown open_clip architecture '{arch}'{did_you_mean(arch, open_clip.list_models())}",
+        if arch not in architectures():
+            raise UserError(f"model '{model_id}': unknown open_clip architecture '{arch}'{did_you_mean(arch, sorted(architectures()))}",
                             fix="see open_clip.list_models() or `python -m audit list`")
         if pretrained == RANDOM:
-            return arch, None, {}, f"random init (seed {seed})", f"{arch}:random:{seed}", True
-        tags = open_clip.list_pretrained_tags_by_model(arch)
+            return _Target(arch, None, f"random init (seed {seed})", f"{arch}:random:{seed}", True)
+        tags = pretrained_tags().get(arch, ())
         if pretrained in tags:
-            resolved, kwargs = resolve_pretrained_tag(arch, pretrained, model_id)
-            return arch, resolved, kwargs, pretrained, f"{arch}:{pretrained}", False
+            return _Target(arch, pretrained, pretrained, f"{arch}:{pretrained}", False, tag=True)
         if _looks_like_path(pretrained):
             path = resolve(pretrained)
             if not path.is_file():
                 raise UserError(f"model '{model_id}': checkpoint file not found: {path}",
                                 fix="check the path, or use an open_clip pretrained tag: " + ", ".join(tags[:6]))
-            return arch, str(path), {}, str(path), f"{arch}:{_file_digest(path)}", False
+            return _Target(arch, str(path), str(path), f"{arch}:{_file_digest(path)}", False)
         raise UserError(
             f"model '{model_id}': '{pretrained}' is not a pretrained tag of {arch}{did_you_mean(pretrained, tags)}",
             fix=f"use one of: {', '.join(tags) or '(none: pass a checkpoint path)'}, 'random', or a checkpoint path",
@@ -219,8 +285,22 @@ class OpenClipModel:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode(), self.autocast():
-            feats = self._encode_text(tokens)
+            feats = self._ensure_loaded()[3](tokens)
         return l2_normalize(feats.float().cpu().numpy())
+
+
+def _text_encoder(model: Any, tokenizer: Any, device: str, name: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """open_clip's ``encode_text``, or the padding-trimmed one where it is exact for this tower
+    (:mod:`audit.models.text_trim`) and agrees with open_clip's on these weights."""
+    trimmed = trimmed_text_encoder(model)
+    if trimmed is None:
+        return model.encode_text, "full: open_clip encode_text (the tower is not causal with one pooled token)"
+    diff = self_check(model, tokenizer, trimmed, device)
+    if not diff <= SELF_CHECK_RTOL:
+        log.warning("%s: the padding-trimmed text encoder differs from open_clip's by %.2g (relative); "
+                    "using open_clip's encode_text", name, diff)
+        return model.encode_text, f"full: trimmed encoder failed its self-check ({diff:.2g})"
+    return trimmed, f"trimmed to the longest prompt of each batch (self-check {diff:.1g})"
 
 
 def _looks_like_path(s: str) -> bool:
