@@ -215,6 +215,8 @@ class OpenClipModel:
                 raise _missing_weights(str(exc).splitlines()[0], self._id) from None
             raise DataError(f"cannot load model '{self._id}': {exc}") from None
         model.eval()
+        if self.device == "cuda":  # convolutions (ResNet, ConvNeXt, patch embeddings) run NHWC on tensor cores
+            model.to(memory_format=torch.channels_last)
         encode_text, text_context = _text_encoder(model, tokenizer, self.device, t.model_name)
         self._loaded = (model, preprocess, tokenizer, encode_text)
         precision = "amp_bf16" if self.device == "cuda" and torch.cuda.is_bf16_supported() else (
@@ -278,6 +280,8 @@ class OpenClipModel:
         return nullcontext()
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+        if self.device == "cuda" and batch.ndim == 4:
+            batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast():
             feats = self.model.encode_image(batch.to(self.device, non_blocking=True))
         return l2_normalize(feats.float().cpu().numpy())
