@@ -280,10 +280,11 @@ class OpenClipModel:
         return nullcontext()
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        if self.device == "cuda" and batch.ndim == 4:
-            batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+        nhwc = self.device == "cuda" and batch.ndim == 4
+        batch = batch.to(self.device, non_blocking=True,
+                         memory_format=torch.channels_last if nhwc else torch.preserve_format)
         with torch.inference_mode(), self.autocast():
-            feats = self.model.encode_image(batch.to(self.device, non_blocking=True))
+            feats = self.model.encode_image(batch)
         return l2_normalize(feats.float().cpu().numpy())
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
