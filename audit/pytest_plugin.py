@@ -3,7 +3,7 @@
 Loaded in every pytest session through the ``pytest11`` entry point, so it imports only pytest at
 module level and adds nothing but its options, the ``audit`` marker and the ``audit_run`` fixture
 (which skips) unless ``--audit-run`` is given. With it, each gate of the run becomes one test item
-per gate x model x variant, e.g. ``audit::max_rate[crime|non_human by race]::ViT-B-32:openai::default``,
+per gate x model x variant, e.g. ``audit::ViT-B-32:openai::default::max_rate[crime|non_human by race]``,
 all marked ``audit`` (``-m audit`` runs only them), so ``--junitxml`` and ``-k`` work unchanged.
 Severity ``warn`` gates, and groups allowed by ``insufficient: pass``, pass with a warning that
 carries the message.
@@ -83,14 +83,31 @@ def audit_run(request: pytest.FixtureRequest) -> AuditRun:
 
 
 class AuditCollector(pytest.Collector):
-    """The gates of one run: one item per gate x model x variant."""
+    """The gates of one run: ``audit::MODEL::VARIANT::GATE_ID``, one item per gate x model x variant.
 
-    def collect(self) -> list[GateItem]:
-        run = self.config.stash[RUN_KEY]
-        return [
-            GateItem.from_parent(self, name=f"{v.gate_id}::{v.model}::{v.variant}", verdict=v)
-            for v in run.verdicts
-        ]
+    Models and variants are collectors, so the gate id (with its ``[label]``) ends the node id, as
+    pytest expects of parameters: ``--junitxml`` gives classname ``audit.MODEL.VARIANT`` and name
+    ``GATE_ID`` under every pytest version.
+    """
+
+    def collect(self) -> list[_Group]:
+        verdicts = self.config.stash[RUN_KEY].verdicts
+        return [_Group.from_parent(self, name=m, verdicts=[v for v in verdicts if v.model == m])
+                for m in dict.fromkeys(v.model for v in verdicts)]
+
+
+class _Group(pytest.Collector):
+    """One model's verdicts (grouped by variant), or one model and variant's (one item per gate)."""
+
+    def __init__(self, *, verdicts: list[GateVerdict], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verdicts = verdicts
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        if isinstance(self.parent, AuditCollector):
+            return [_Group.from_parent(self, name=x, verdicts=[v for v in self.verdicts if v.variant == x])
+                    for x in dict.fromkeys(v.variant for v in self.verdicts)]
+        return [GateItem.from_parent(self, name=v.gate_id, verdict=v) for v in self.verdicts]
 
 
 class GateItem(pytest.Item):

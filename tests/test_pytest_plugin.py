@@ -58,12 +58,8 @@ def test_each_gate_model_variant_is_an_item(audit_pytester: pytest.Pytester) -> 
     result = run_pytest(audit_pytester, "--audit-run", str(run), "--co", "-q")
     assert result.ret == 0
     ids = [line for line in result.outlines if line.startswith("audit::")]
-    assert ids[:4] == [
-        f"audit::max_rate[crime|non_human overall]::{MODEL}::default",
-        f"audit::max_rate[crime|non_human overall]::{MODEL}::other",
-        "audit::max_rate[crime|non_human overall]::RN50:openai::default",
-        "audit::max_rate[crime|non_human overall]::RN50:openai::other",
-    ]
+    gates = ["max_rate[crime|non_human overall]", "max_rate[crime by race]", "min_accuracy[accuracy by race]"]
+    assert ids == [f"audit::{m}::{v}::{g}" for m in (MODEL, "RN50:openai") for v in ("default", "other") for g in gates]
     assert len(ids) == 12
     result.stdout.fnmatch_lines(["12 tests collected*"])
 
@@ -74,9 +70,9 @@ def test_pass_fail_and_warn(audit_pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=2, failed=1, warnings=1)
     lines = result.outlines
-    assert f"PASSED audit::max_rate[crime|non_human overall]::{MODEL}::default" in lines
-    assert f"PASSED audit::min_accuracy[accuracy by race]::{MODEL}::default" in lines
-    assert any(line.startswith(f"FAILED audit::max_rate[crime by race]::{MODEL}::default - ") for line in lines)
+    assert f"PASSED audit::{MODEL}::default::max_rate[crime|non_human overall]" in lines
+    assert f"PASSED audit::{MODEL}::default::min_accuracy[accuracy by race]" in lines
+    assert any(line.startswith(f"FAILED audit::{MODEL}::default::max_rate[crime by race] - ") for line in lines)
     out = result.stdout.str()
     assert (f"FAIL: gate max_rate[crime by race] for model {MODEL}, variant default: 1 fail of 2 group(s); "
             "rate of crime 0.030 (95% CI 0.020-0.045, n=400): upper bound 0.045 > 0.04 for race=Black") in out
@@ -98,14 +94,14 @@ def test_junitxml_works_unchanged(audit_pytester: pytest.Pytester) -> None:
     run_pytest(audit_pytester, "--audit-run", str(run), f"--junitxml={audit_pytester.path / 'j.xml'}")
     suite = ET.parse(audit_pytester.path / "j.xml").getroot().find("testsuite")
     assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("3", "1")
-    # pytest's junitxml splits the node id before the first '[': classname 'audit', the rest the name.
+    # model and variant are collectors: classname audit.MODEL.VARIANT, the gate id is the name
     assert [(c.get("classname"), c.get("name")) for c in suite.iter("testcase")] == [
-        ("audit", f"max_rate[crime|non_human overall]::{MODEL}::default"),
-        ("audit", f"max_rate[crime by race]::{MODEL}::default"),
-        ("audit", f"min_accuracy[accuracy by race]::{MODEL}::default"),
+        (f"audit.{MODEL}.default", "max_rate[crime|non_human overall]"),
+        (f"audit.{MODEL}.default", "max_rate[crime by race]"),
+        (f"audit.{MODEL}.default", "min_accuracy[accuracy by race]"),
     ]
     failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
-    assert [c.get("name") for c in failed] == [f"max_rate[crime by race]::{MODEL}::default"]
+    assert [c.get("name") for c in failed] == ["max_rate[crime by race]"]
     failure = failed[0].find("failure")
     assert failure is not None and "upper bound 0.045 > 0.04 for race=Black" in (failure.get("message") or "")
     props = {p.get("name"): p.get("value") for p in failed[0].iter("property")}
@@ -120,7 +116,7 @@ def test_marker_and_keyword_select_gate_items(audit_pytester: pytest.Pytester) -
     only_gates.stdout.fnmatch_lines(["3/4 tests collected (1 deselected)*"])
     by_keyword = run_pytest(audit_pytester, "--audit-run", str(run), "-k", "min_accuracy", "--co", "-q")
     assert [line for line in by_keyword.outlines if "::" in line] == [
-        f"audit::min_accuracy[accuracy by race]::{MODEL}::default"]
+        f"audit::{MODEL}::default::min_accuracy[accuracy by race]"]
 
 
 def test_audit_run_fixture_helpers(audit_pytester: pytest.Pytester) -> None:
