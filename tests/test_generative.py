@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -105,23 +107,36 @@ class ConstantDecoder(torch.nn.Module):
         return logits
 
 
-def test_sum_and_mean_rank_hand_made_cases(scorer, images, monkeypatch):
+@contextmanager
+def swapped_decoder(model: torch.nn.Module, decoder: torch.nn.Module) -> Iterator[None]:
+    """``model.text_decoder = decoder`` for the block. (Not monkeypatch: a submodule lives in
+    ``_modules``, not the instance ``__dict__``, and pytest >= 9.2 undoes such a patch with delattr.)"""
+    old = model.text_decoder
+    model.text_decoder = decoder
+    try:
+        yield
+    finally:
+        model.text_decoder = old
+
+
+def test_sum_and_mean_rank_hand_made_cases(scorer, images):
     vocab = scorer.model.text_decoder.text_projection.shape[1]
     cat = scorer.tokenizer.encode("cat")[0]
     assert scorer.tokenizer.encode("cat cat cat") == [cat] * 3
     # uniform logits: every token costs log V, so sum = -n log V and mean = -log V
-    monkeypatch.setattr(scorer.model, "text_decoder", ConstantDecoder(vocab, cat, 0.0))
-    s, m = scorer.score(images, ["cat", "cat cat cat"], "sum"), scorer.score(images, ["cat", "cat cat cat"], "mean")
+    with swapped_decoder(scorer.model, ConstantDecoder(vocab, cat, 0.0)):
+        s, m = scorer.score(images, ["cat", "cat cat cat"], "sum"), scorer.score(images, ["cat", "cat cat cat"], "mean")
     np.testing.assert_allclose(s, [[-2 * math.log(vocab), -4 * math.log(vocab)]] * 2, rtol=1e-6)
     np.testing.assert_allclose(m, -math.log(vocab), rtol=1e-6)
     # 'cat' likely (p_cat >> p_eot): the longer text has the lower sum but the higher mean
-    monkeypatch.setattr(scorer.model, "text_decoder", ConstantDecoder(vocab, cat, 12.0))
+    with swapped_decoder(scorer.model, ConstantDecoder(vocab, cat, 12.0)):
+        s, m = scorer.score(images, ["cat", "cat cat cat"], "sum"), scorer.score(images, ["cat", "cat cat cat"], "mean")
     z = math.exp(12.0) + vocab - 1
     lp_cat, lp_eot = 12.0 - math.log(z), -math.log(z)
-    s, m = scorer.score(images, ["cat", "cat cat cat"], "sum"), scorer.score(images, ["cat", "cat cat cat"], "mean")
     np.testing.assert_allclose(s[0], [lp_cat + lp_eot, 3 * lp_cat + lp_eot], rtol=1e-5)
     np.testing.assert_allclose(m[0], [(lp_cat + lp_eot) / 2, (3 * lp_cat + lp_eot) / 4], rtol=1e-5)
     assert s[0, 0] > s[0, 1] and m[0, 1] > m[0, 0]
+    assert not isinstance(scorer.model.text_decoder, ConstantDecoder)  # restored for the tests sharing the scorer
 
 
 def test_label_scores_average_templates_label_major():
