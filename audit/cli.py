@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable; replaces the probe's models")
     r.add_argument("--limit", type=_positive_int, help="use at most N images per dataset")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    r.add_argument("--precision", choices=("auto", "fp32", "amp_bf16", "amp_fp16"), default="auto",
+                   help="auto: bf16 (else fp16) autocast on CUDA, fp32 on CPU; fp32 gives the same "
+                        "results as other fp32 tools (e.g. clip_benchmark --no_amp)")
     r.add_argument("--batch-size", type=_positive_int)
     r.add_argument("--num-workers", type=_nonneg_int, help="DataLoader workers (default: by machine)")
     r.add_argument("--shard-rows", type=_positive_int, default=1024,

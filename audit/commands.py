@@ -86,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         datasets.disable_progress_bars()
     options = RunOptions(out=args.out, models=tuple(args.model), limit=args.limit, device=args.device,
+                         precision=args.precision,
                          batch_size=args.batch_size, num_workers=args.num_workers, quiet=args.quiet,
                          cache_dir=args.cache_dir, report=not args.no_report,
                          shard_rows=args.shard_rows)

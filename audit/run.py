@@ -42,6 +42,7 @@ class RunOptions:
     models: tuple[str, ...] = ()
     limit: int | None = None
     device: str = "auto"
+    precision: str = "auto"
     batch_size: int | None = None
     num_workers: int | None = None
     quiet: bool = False
@@ -211,10 +212,8 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
 
     try:
         adapter = MODEL_SCHEMES.get(model_scheme(mspec.id))
-        # adapters that can describe themselves from the cache without loading say so
-        extra = {"info_cache": ctx.root / "models"} if getattr(adapter, "keeps_info", False) else {}
         model = adapter(mspec.id, name=mspec.display_name, device=ctx.options.device,
-                        seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve, **extra)
+                        seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve, **_run_options(ctx, adapter))
     except DataError as exc:
         out.failures[mspec.display_name] = exc.render()
         return
@@ -246,6 +245,13 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
         _record_skipped(out, dspec, data, images.errors)
 
 
+def _run_options(ctx: _Context, adapter: Any) -> dict[str, Any]:
+    """The optional run settings an adapter declares it takes (``run_options``), e.g. the cache
+    directory for its model description, or the numeric precision."""
+    offered = {"info_cache": ctx.root / "models", "precision": ctx.options.precision}
+    return {k: offered[k] for k in getattr(adapter, "run_options", ())}
+
+
 def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[DatasetSpec, LoadedDataset]],
                     out: _Collected) -> None:
     """Label likelihood scoring: log p(prompt | image), averaged over templates per label."""
@@ -254,7 +260,7 @@ def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datase
     try:
         scorer = CocaScorer(mspec.id, name=mspec.display_name, device=ctx.options.device,
                             seed=ctx.probe.spec.seed, resolve=ctx.probe.resolve,
-                            reduction=mspec.reduction or "sum")
+                            reduction=mspec.reduction or "sum", **_run_options(ctx, CocaScorer))
     except DataError as exc:
         out.failures[mspec.display_name] = exc.render()
         return

@@ -143,3 +143,20 @@ def test_adapter_module_does_not_import_open_clip():
     code = "import sys, audit.models.openclip; print('open_clip' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_precision_choice_is_recorded_and_separates_the_cache(tiny):
+    from audit.models.openclip import pick_precision
+
+    assert pick_precision("auto", "cpu") == "fp32" and pick_precision("amp_bf16", "cpu") == "amp_bf16"
+    with pytest.raises(UserError, match="not one of"):
+        pick_precision("fp8", "cpu")
+    bf16 = OpenClipModel("audit-tiny-vit:random", seed=0, precision="amp_bf16")
+    assert tiny.info.precision == "fp32" and bf16.info.precision == "amp_bf16"
+    assert bf16.info.cache_key != tiny.info.cache_key  # bf16 embeddings never mix with fp32 ones
+    batch = torch.stack([tiny.preprocess(Image.new("RGB", (40, 30), c)) for c in ("red", "blue", "white")])
+    a, b = tiny.encode_images(batch), bf16.encode_images(batch)
+    assert b.dtype == np.float32 and not np.array_equal(a, b)  # autocast really ran in bf16 ...
+    assert (a * b).sum(axis=1).min() > 0.99  # ... and stays close to fp32
+    prompts = ["a photo of a thief.", "a photo of a child."]
+    assert (tiny.encode_texts(prompts) * bf16.encode_texts(prompts)).sum(axis=1).min() > 0.99

@@ -156,6 +156,21 @@ def test_fully_cached_rerun_does_not_load_the_weights(tmp_path, monkeypatch):
     assert loads == ["audit-tiny-vit"] and third.prompts_encoded == 22 and third.images_encoded == 0
 
 
+def test_precision_option_reaches_the_model_and_the_manifest(tmp_path, capsys):
+    from audit.data.fixtures import write_fairface_dir
+
+    source = write_fairface_dir(tmp_path / "ff", n=20, seed=1, size=16)
+    probe = write_probe(tmp_path, source)
+    cache = tmp_path / "cache"
+    for precision in ("auto", "amp_bf16"):
+        code = main(["run", str(probe), "--out", str(tmp_path / precision), "--no-report", "--quiet",
+                     "--device", "cpu", "--precision", precision, "--cache-dir", str(cache)])
+        assert code in (0, 1), capsys.readouterr().err
+    models = {p: json.loads((tmp_path / p / "manifest.json").read_text())["models"][0] for p in ("auto", "amp_bf16")}
+    assert models["auto"]["precision"] == "fp32" and models["amp_bf16"]["precision"] == "amp_bf16"
+    assert len(list(cache.glob("images/*/key.json"))) == 2  # separate embeddings per precision
+
+
 def test_unreadable_images_skipped_counted_and_listed(tmp_path):
     from audit.data.fixtures import write_fairface_dir
 

@@ -126,12 +126,16 @@ class CocaScorer:
         pair_batch: most (image, prompt) pairs per decoder pass (fewer when logits would
             exceed :data:`LOGIT_BUDGET`).
         adapter: an already loaded :class:`OpenClipModel` to share with the contrastive audit
-            (``model_id``, ``device``, ``seed``, ``resolve`` are then ignored).
+            (``model_id``, ``device``, ``seed``, ``resolve``, ``precision`` are then ignored).
+        precision: ``auto``, ``fp32``, ``amp_bf16`` or ``amp_fp16`` (see ``OpenClipModel``).
     """
+
+    #: The optional run settings ``audit.run`` passes to this adapter.
+    run_options = ("precision",)
 
     def __init__(self, model_id: str = "", *, name: str | None = None, device: str = "cpu", seed: int = 0,
                  resolve: Callable[[str], Path] | None = None, reduction: str = "sum",
-                 pair_batch: int = 64, adapter: OpenClipModel | None = None) -> None:
+                 pair_batch: int = 64, adapter: OpenClipModel | None = None, precision: str = "auto") -> None:
         self.reduction = check_reduction(reduction)
         if adapter is None:
             register_configs()
@@ -139,7 +143,8 @@ class CocaScorer:
             # refuse a non-CoCa architecture before loading (or downloading) any weights
             if weights and arch in open_clip.list_models() and not is_generative_arch(arch):
                 raise _not_generative(model_id)
-            adapter = OpenClipModel(model_id, name=name, device=device, seed=seed, resolve=resolve)
+            adapter = OpenClipModel(model_id, name=name, device=device, seed=seed, resolve=resolve,
+                                    precision=precision)
         if not hasattr(adapter.model, "text_decoder"):
             raise _not_generative(adapter.info.id)
         self.contrastive = adapter

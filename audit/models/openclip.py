@@ -53,6 +53,20 @@ def pick_device(device: str) -> str:
     return device
 
 
+PRECISIONS = ("auto", "fp32", "amp_bf16", "amp_fp16")
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """``auto``: bf16 autocast on CUDA where supported, else fp16 autocast; fp32 on the CPU."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "amp_bf16" if torch.cuda.is_bf16_supported() else "amp_fp16"
+    return "fp32"
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """False at once under HF_HUB_OFFLINE; else a short TCP probe instead of long retries."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
@@ -144,13 +158,14 @@ class OpenClipModel:
     prompt embeddings are all cached never loads them.
     """
 
-    #: ``audit.run`` passes ``info_cache`` to adapters that set this.
-    keeps_info = True
+    #: The optional run settings ``audit.run`` passes to this adapter.
+    run_options = ("info_cache", "precision")
 
     def __init__(self, model_id: str, *, name: str | None = None, device: str = "cpu",
                  seed: int = 0, resolve: Callable[[str], Path] | None = None,
-                 info_cache: Path | None = None) -> None:
+                 info_cache: Path | None = None, precision: str = "auto") -> None:
         self.device = pick_device(device)
+        self._precision = pick_precision(precision, self.device)
         self._id, self._name, self._seed = model_id, name or model_id, seed
         self._target = self._parse(model_id, seed, resolve or (lambda p: Path(p).expanduser().resolve()))
         self._model_name = self._target.model_name
@@ -219,8 +234,7 @@ class OpenClipModel:
             model.to(memory_format=torch.channels_last)
         encode_text, text_context = _text_encoder(model, tokenizer, self.device, t.model_name)
         self._loaded = (model, preprocess, tokenizer, encode_text)
-        precision = "amp_bf16" if self.device == "cuda" and torch.cuda.is_bf16_supported() else (
-            "amp_fp16" if self.device == "cuda" else "fp32")
+        precision = self._precision
         bias = getattr(model, "logit_bias", None)
         return ModelInfo(
             id=self._id, name=self._name,
@@ -237,7 +251,7 @@ class OpenClipModel:
         from importlib.metadata import version
 
         return digest({"id": self._id, "weights": self._target.key, "device": self.device,
-                       "open_clip": version("open_clip_torch"), "torch": torch.__version__, "format": 1})
+                       "precision": self._precision, "open_clip": version("open_clip_torch"), "torch": torch.__version__, "format": 1})
 
     @staticmethod
     def _parse(model_id: str, seed: int, resolve: Callable[[str], Path]) -> _Target:
@@ -274,10 +288,9 @@ class OpenClipModel:
         )
 
     def autocast(self) -> AbstractContextManager[Any]:
-        if self.device == "cuda":
-            dtype = torch.bfloat16 if self.precision == "amp_bf16" else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return nullcontext()
+        if self.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device, dtype=torch.bfloat16 if self.precision == "amp_bf16" else torch.float16)
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         nhwc = self.device == "cuda" and batch.ndim == 4
