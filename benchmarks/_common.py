@@ -40,6 +40,9 @@ def add_common_args(p: argparse.ArgumentParser, *, n_images: int, smoke_n: int) 
     p.add_argument("--n-images", type=int, default=None,
                    help=f"images in the generated dataset (default {n_images}; {smoke_n} with --smoke)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the models run (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "amp_bf16", "amp_fp16"), default="fp32",
+                   help="audit's --precision (default fp32; clip_benchmark gets --no_amp for fp32)")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader workers (default: audit.embed.default_workers for the dataset size)")
     p.add_argument("--image-size", type=int, default=320,

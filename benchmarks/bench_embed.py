@@ -91,10 +91,10 @@ def open_data(root: Path) -> Any:
     return open_dataset(spec, lambda p: Path(p).expanduser().resolve())
 
 
-def load_model(arch: str) -> Any:
+def load_model(args: argparse.Namespace) -> Any:
     from audit.models.openclip import OpenClipModel
 
-    return OpenClipModel(f"{arch}:random", device="cpu")
+    return OpenClipModel(f"{args.arch}:random", device=args.device, precision=args.precision)
 
 
 def cpu_seconds() -> float:
@@ -266,7 +266,7 @@ def mem_child(root: Path, args: argparse.Namespace) -> None:
     import numpy as np
 
     data = open_data(root)
-    model = load_model(args.arch)
+    model = load_model(args)
     from audit.cache import ImageStore
     from audit.embed import embed_images
 
@@ -312,7 +312,8 @@ def memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for n in sizes:
         root = make_wds(work / f"mem-{n}", n, args.classes, image_size=args.image_size, shards=args.shards)
         cmd = [sys.executable, __file__, "--_mem-child", str(root), "--arch", args.arch,
-               "--batch-size", str(args.batch_size), "--n-images", str(n)]
+               "--batch-size", str(args.batch_size), "--n-images", str(n), "--device", args.device,
+               "--precision", args.precision]
         if args.workers is not None:
             cmd += ["--workers", str(args.workers)]
         env = base_env(work / f"mem-{n}-env")
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         root = make_wds(work / "data", args.n_images, args.classes, image_size=args.image_size, shards=args.shards)
         data = open_data(root)
-        model = load_model(args.arch)
+        model = load_model(args)
         from audit.embed import default_workers
 
         workers = default_workers(len(data)) if args.workers is None else args.workers
@@ -399,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         del model, data
         if not args.skip_memory:
             fields.update(memory(args, work))
-        fields.update({"arch": args.arch, "n_images": n, "batch_size": args.batch_size, "workers": workers,
+        fields.update({"arch": args.arch, "device": args.device, "precision": args.precision, "n_images": n, "batch_size": args.batch_size, "workers": workers,
                        "image_px": args.image_size, "threads": torch.get_num_threads(),
                        "cpus": os.cpu_count(), "load_avg": load_avg()})
         print(result_line(fields), flush=True)

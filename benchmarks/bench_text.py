@@ -36,6 +36,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--classes", type=int, default=10, help="ImageNet classes (x 80 templates)")
     p.add_argument("--batch-size", type=int, default=256, help="prompts per forward (audit's default)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where each round's cold prompt cache goes (default: temp dirs, removed)")
     p.add_argument("--smoke", action="store_true", help=f"seconds-long plumbing check with {SMOKE_ARCH}")
@@ -55,17 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     from audit.models.openclip import OpenClipModel
 
     log(f"machine: {machine_note()}")
-    model = OpenClipModel(f"{args.arch}:random", device="cpu")
+    model = OpenClipModel(f"{args.arch}:random", device=args.device)
     prompts = [t.format(c=c) for c in class_names(args.classes) for t in openai_imagenet_templates()]
     tokens = model.tokenizer(prompts)
     lengths = (tokens != 0).sum(dim=1).float()  # open_clip's tokenizer pads with 0
+    tokens = tokens.to(args.device)
     log(f"{args.arch}: {len(prompts)} prompts, mean {float(lengths.mean()):.1f} tokens of {tokens.shape[1]}; "
         f"text encoder: {model.info.extra['text_context']}")
 
     def full() -> np.ndarray:
         with torch.inference_mode():
             parts = [model.model.encode_text(tokens[i:i + args.batch_size]) for i in range(0, len(prompts), args.batch_size)]
-        emb = torch.cat(parts).float().numpy()
+        emb = torch.cat(parts).float().cpu().numpy()
         return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
     def ours(round_: int) -> np.ndarray:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "full_prompts_s": len(prompts) / best["full"], "trimmed_prompts_s": len(prompts) / best["trimmed"],
         "max_abs_diff": float(np.abs(out["full"] - out["trimmed"]).max()),
         "mean_tokens": float(lengths.mean()), "context": int(tokens.shape[1]), "prompts": len(prompts),
-        "arch": args.arch, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "load_avg": load_avg(),
+        "arch": args.arch, "device": args.device, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "load_avg": load_avg(),
     }), flush=True)
     return 0
 

@@ -158,9 +158,12 @@ def run_clip_benchmark(args: argparse.Namespace, data: Path, ckpt: Path, workers
     cmd = [args.cb_python, str(Path(__file__).resolve()), "--_cb-child", str(dump), configs,
            "eval", "--dataset", f"wds/{data.name}", "--dataset_root", str(data), "--split", "test",
            "--task", "zeroshot_classification", "--model", args.arch, "--pretrained", str(ckpt),
-           "--no_amp", "--batch_size", str(args.batch_size), "--num_workers", str(workers),
-           "--output", str(out), "--quiet"]
-    timed = run_timed(cmd, env=base_env(work / f"cb-{tag}-env"), cwd=work)
+           "--batch_size", str(args.batch_size), "--num_workers", str(workers),
+           "--output", str(out), "--quiet"] + (["--no_amp"] if args.precision == "fp32" else [])
+    env = base_env(work / f"cb-{tag}-env")
+    if args.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # clip_benchmark takes CUDA whenever it sees one
+    timed = run_timed(cmd, env=env, cwd=work)
     if timed.returncode:
         fail("clip_benchmark eval", timed)
     return timed, dump, out
@@ -240,7 +243,8 @@ def compare(args: argparse.Namespace, run_dir: Path, dump: Path, cb_json: Path, 
 
 
 def audit_cmd(probe: Path, out: Path, cache: Path, args: argparse.Namespace, workers: int) -> list[str]:
-    return [sys.executable, "-m", "audit", "run", str(probe), "--out", str(out), "--device", "cpu",
+    return [sys.executable, "-m", "audit", "run", str(probe), "--out", str(out), "--device", args.device,
+            "--precision", args.precision,
             "--batch-size", str(args.batch_size), "--num-workers", str(workers), "--cache-dir", str(cache),
             "--no-report", "--quiet"]
 
@@ -343,7 +347,8 @@ def _main(args: argparse.Namespace, work: Path) -> int:
         fields.update(compare(args, work / f"run-{args.repeats - 1}", *cb_files, workers))
     else:
         fields["clip_benchmark"] = "absent"
-    fields.update({"arch": args.arch, "n_images": args.n_images, "classes": args.classes,
+    fields.update({"arch": args.arch, "device": args.device, "precision": args.precision,
+                   "n_images": args.n_images, "classes": args.classes,
                    "templates": len(templates), "batch_size": args.batch_size,
                    "workers": workers, "image_px": args.image_size, "cpus": os.cpu_count(),
                    "load_avg": load_avg()})
