@@ -249,7 +249,7 @@ def _run_options(ctx: _Context, adapter: Any) -> dict[str, Any]:
     """The optional run settings an adapter declares it takes (``run_options``), e.g. the cache
     directory for its model description, or the numeric precision."""
     offered = {"info_cache": ctx.root / "models", "precision": ctx.options.precision}
-    return {k: offered[k] for k in getattr(adapter, "run_options", ())}
+    return {k: offered[k] for k in getattr(adapter, "run_options", ()) if k in offered}
 
 
 def _run_generative(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[DatasetSpec, LoadedDataset]],
