@@ -160,3 +160,36 @@ def test_precision_choice_is_recorded_and_separates_the_cache(tiny):
     assert (a * b).sum(axis=1).min() > 0.99  # ... and stays close to fp32
     prompts = ["a photo of a thief.", "a photo of a child."]
     assert (tiny.encode_texts(prompts) * bf16.encode_texts(prompts)).sum(axis=1).min() > 0.99
+
+
+@pytest.mark.parametrize("arch", ["audit-tiny-vit", "audit-tiny-coca"])
+def test_checkpoint_load_skips_random_init_and_gives_the_same_model(tmp_path, arch):
+    import open_clip
+
+    register_configs()
+    torch.manual_seed(3)
+    ckpt = tmp_path / f"{arch}.pt"
+    torch.save(open_clip.create_model(arch).state_dict(), ckpt)
+    reference = open_clip.create_model(arch, pretrained=str(ckpt)).eval()  # open_clip's own path, with init
+    calls: list[str] = []
+    real = torch.nn.init.normal_
+    torch.nn.init.normal_ = lambda t, *a, **k: calls.append("normal_") or real(t, *a, **k)
+    try:
+        ours = OpenClipModel(f"{arch}:{ckpt}")
+    finally:
+        torch.nn.init.normal_ = real
+    assert calls == []  # no random fill ran while the checkpoint's model was built
+    assert torch.nn.init.normal_ is real  # and torch.nn.init is restored
+    for (k, a), (k2, b) in zip(reference.state_dict().items(), ours.model.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b), k
+    for (k, a), (_, b) in zip(reference.named_buffers(), ours.model.named_buffers(), strict=True):
+        assert torch.equal(a, b), k
+    with torch.inference_mode():
+        tokens = ours.tokenizer(["a photo of a dog."])
+        torch.testing.assert_close(ours.model.encode_text(tokens), reference.encode_text(tokens), rtol=0, atol=0)
+
+
+def test_random_weights_still_run_the_random_init():
+    a = OpenClipModel("audit-tiny-vit:random", seed=0).model.state_dict()
+    assert all(torch.isfinite(v).all() for v in a.values())
+    assert a["text_projection"].std() > 0 and not torch.equal(a["text_projection"], torch.zeros_like(a["text_projection"]))

@@ -217,7 +217,8 @@ class OpenClipModel:
         if t.tag:
             pretrained, kwargs = resolve_pretrained_tag(t.model_name, str(t.pretrained), self._id)
         try:
-            with local_seed(self._seed) if t.random_weights else nullcontext(), _quiet_random_init(t.random_weights):
+            with local_seed(self._seed) if t.random_weights else nullcontext(), _quiet_random_init(t.random_weights), \
+                    _skip_random_init(not t.random_weights):
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     t.model_name, pretrained=pretrained, device=self.device, **kwargs
                 )
@@ -341,6 +342,30 @@ def _quiet_random_init(active: bool) -> Iterator[None]:
         yield
     finally:
         root.removeFilter(flt)
+
+
+@contextmanager
+def _skip_random_init(active: bool) -> Iterator[None]:
+    """Make ``torch.nn.init``'s fills no-ops while a model is built whose every parameter and
+    buffer the checkpoint then overwrites (open_clip loads full checkpoints with ``strict=True``,
+    so a missing one is an error, never left unfilled). The idea of transformers'
+    ``no_init_weights``: ViT-L-14 builds in about 4 s instead of 9.5 s on 2 cores."""
+    if not active:
+        yield
+        return
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    for n in names:
+        setattr(torch.nn.init, n, _keep)
+    try:
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
+
+
+def _keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return tensor
 
 
 class local_seed:
