@@ -9,6 +9,8 @@ Layout under the cache root (``$AUDIT_CACHE_DIR``, default the user cache dir)::
     text/<model key>/<sha>.npz            prompts (unicode array) + embeddings
     models/<key>.json                     a loaded model's ModelInfo (cache key, logit scale ...),
                                           so a fully cached re-run need not load the weights
+    models/digests/<key>.sha256           a local checkpoint's sha256, keyed by its path, size,
+                                          mtime, ctime and inode (hashed once, not every run)
 
 A shard is complete only when its ``.json`` exists and the checksum matches, so a run killed at
 any moment (SIGKILL included) resumes from the last complete shard.

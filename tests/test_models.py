@@ -193,3 +193,24 @@ def test_random_weights_still_run_the_random_init():
     a = OpenClipModel("audit-tiny-vit:random", seed=0).model.state_dict()
     assert all(torch.isfinite(v).all() for v in a.values())
     assert a["text_projection"].std() > 0 and not torch.equal(a["text_projection"], torch.zeros_like(a["text_projection"]))
+
+
+def test_checkpoint_digest_is_remembered_until_the_file_changes(tmp_path, tiny, monkeypatch):
+    from audit.models import openclip as oc
+
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(tiny.model.state_dict(), ckpt)
+    hashed: list[Path] = []
+    real = oc._hash_file
+    monkeypatch.setattr(oc, "_hash_file", lambda p: hashed.append(p) or real(p))
+    cache = tmp_path / "cache"
+    first = OpenClipModel(f"audit-tiny-vit:{ckpt}", info_cache=cache)
+    again = OpenClipModel(f"audit-tiny-vit:{ckpt}", info_cache=cache)
+    assert hashed == [ckpt] and again.info.cache_key == first.info.cache_key
+    import hashlib
+    assert first.info.cache_key.startswith(f"audit-tiny-vit:{hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]}|")
+    state = tiny.model.state_dict()
+    state["logit_scale"] = state["logit_scale"] + 1.0
+    torch.save(state, ckpt)  # same path, new content: hashed again, new identity
+    changed = OpenClipModel(f"audit-tiny-vit:{ckpt}", info_cache=cache)
+    assert hashed == [ckpt, ckpt] and changed.info.cache_key != first.info.cache_key

@@ -27,6 +27,7 @@ from audit.models.base import ModelInfo, l2_normalize, read_info, write_info
 from audit.models.catalog import architectures, pretrained_tags
 from audit.models.text_trim import SELF_CHECK_RTOL, self_check, trimmed_text_encoder
 from audit.registry import did_you_mean
+from audit.results import atomic_write
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -128,12 +129,31 @@ def resolve_pretrained_tag(arch: str, tag: str, model_id: str) -> tuple[str, dic
     return tag, {}
 
 
-def _file_digest(path: Path) -> str:
+def _hash_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def _file_digest(path: Path, memo: Path | None = None) -> str:
+    """The file's sha256 (16 hex digits). With ``memo`` (a directory) it is remembered under the
+    file's path, size, mtime, ctime and inode, so a multi-GB checkpoint is hashed once, not on
+    every run; any write to the file changes its ctime and so its memo entry."""
+    if memo is None:
+        return _hash_file(path)
+    st = path.stat()
+    entry = memo / f"{digest([str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])}.sha256"
+    try:
+        known = entry.read_text(encoding="utf-8").strip()
+    except OSError:
+        known = ""
+    if len(known) == 16:
+        return known
+    value = _hash_file(path)
+    atomic_write(entry, lambda tmp: tmp.write_text(value, encoding="utf-8"))
+    return value
 
 
 @dataclass(frozen=True)
@@ -167,7 +187,8 @@ class OpenClipModel:
         self.device = pick_device(device)
         self._precision = pick_precision(precision, self.device)
         self._id, self._name, self._seed = model_id, name or model_id, seed
-        self._target = self._parse(model_id, seed, resolve or (lambda p: Path(p).expanduser().resolve()))
+        self._target = self._parse(model_id, seed, resolve or (lambda p: Path(p).expanduser().resolve()),
+                                   memo=None if info_cache is None else Path(info_cache) / "digests")
         self._model_name = self._target.model_name
         self._loaded: tuple[Any, Any, Any, Callable[[torch.Tensor], torch.Tensor]] | None = None
         self._card = None if info_cache is None else Path(info_cache) / f"{self._card_key()}.json"
@@ -255,7 +276,7 @@ class OpenClipModel:
                        "precision": self._precision, "open_clip": version("open_clip_torch"), "torch": torch.__version__, "format": 1})
 
     @staticmethod
-    def _parse(model_id: str, seed: int, resolve: Callable[[str], Path]) -> _Target:
+    def _parse(model_id: str, seed: int, resolve: Callable[[str], Path], memo: Path | None = None) -> _Target:
         if model_id.startswith("hf-hub:"):
             repo = model_id.removeprefix("hf-hub:")
             if _cached_hf_file(repo, ("open_clip_config.json",)) is None and not hub_reachable():
@@ -266,7 +287,7 @@ class OpenClipModel:
             if not (path / "open_clip_config.json").exists():
                 raise UserError(f"model '{model_id}': {path} has no open_clip_config.json",
                                 fix="point local-dir: at a directory with open_clip_config.json and open_clip_model.safetensors")
-            files = b"".join(_file_digest(p).encode() for p in sorted(path.iterdir()) if p.is_file())
+            files = b"".join(_file_digest(p, memo).encode() for p in sorted(path.iterdir()) if p.is_file())
             return _Target(f"local-dir:{path}", None, str(path), f"local-dir:{hashlib.sha256(files).hexdigest()[:16]}", False)
         arch, _, pretrained = model_id.partition(":")
         if arch not in architectures():
@@ -282,7 +303,7 @@ class OpenClipModel:
             if not path.is_file():
                 raise UserError(f"model '{model_id}': checkpoint file not found: {path}",
                                 fix="check the path, or use an open_clip pretrained tag: " + ", ".join(tags[:6]))
-            return _Target(arch, str(path), str(path), f"{arch}:{_file_digest(path)}", False)
+            return _Target(arch, str(path), str(path), f"{arch}:{_file_digest(path, memo)}", False)
         raise UserError(
             f"model '{model_id}': '{pretrained}' is not a pretrained tag of {arch}{did_you_mean(pretrained, tags)}",
             fix=f"use one of: {', '.join(tags) or '(none: pass a checkpoint path)'}, 'random', or a checkpoint path",
