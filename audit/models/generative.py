@@ -40,7 +40,8 @@ import torch
 import open_clip
 from audit.errors import UserError
 from audit.models.base import ModelInfo
-from audit.models.openclip import OpenClipModel, local_seed, register_configs
+from audit.models.building import local_seed
+from audit.models.openclip import OpenClipModel, register_configs
 
 Reduction = Literal["sum", "mean"]
 REDUCTIONS: tuple[str, ...] = ("sum", "mean")
