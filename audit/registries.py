@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from audit.registry import Registry, did_you_mean
+from collections.abc import Callable
+from pathlib import Path
+
+from audit.registry import Registry
 
 #: Dataset adapters: name -> class implementing :class:`audit.data.base.DatasetAdapter`.
 DATASETS: Registry[type] = Registry("dataset adapter", {
@@ -44,11 +47,12 @@ GATES: Registry[object] = Registry("gate", {
     "variant_no_increase": "audit.gates:eval_variant_no_increase",
 })
 
-#: Model id schemes other than open_clip's ``ARCH:PRETRAINED``.
+#: Model id schemes (:mod:`audit.models.ids` parses the ids) -> adapter class.
 MODEL_SCHEMES: Registry[type] = Registry("model scheme", {
     "open_clip": "audit.models.openclip:OpenClipModel",
     "hf-hub": "audit.models.openclip:OpenClipModel",
     "local-dir": "audit.models.openclip:OpenClipModel",
+    "transformers": "audit.models.hf_transformers:TransformersModel",
 })
 
 
@@ -59,33 +63,14 @@ def dataset_columns(adapter: str) -> tuple[str, ...] | None:
 
 
 def model_scheme(model_id: str) -> str:
-    """The registered scheme of a model id; plain ``ARCH:PRETRAINED`` ids are open_clip's."""
-    head = model_id.split(":", 1)[0]
-    return head if head in MODEL_SCHEMES and head != "open_clip" else "open_clip"
+    """The registered scheme of a model id (the rule lives in :mod:`audit.models.ids`)."""
+    from audit.models.ids import scheme_of
+
+    return scheme_of(model_id)
 
 
-def check_model_id(model_id: str) -> str | None:
-    """Return a problem message for a malformed or unknown model id, or None. Imports no torch."""
-    from audit.models.catalog import AUDIT_CONFIGS, architectures, pretrained_tags
+def check_model_id(model_id: str, resolve: Callable[[str], Path] | None = None) -> str | None:
+    """A problem message for a malformed or unknown model id, or None. Imports no torch."""
+    from audit.models.ids import check_model_id as check
 
-    if model_scheme(model_id) not in ("open_clip", "hf-hub", "local-dir"):
-        return None  # another registered adapter checks its own ids
-    if model_id.startswith(("hf-hub:", "local-dir:")):
-        return None if model_id.split(":", 1)[1] else "nothing after the scheme; e.g. hf-hub:org/name"
-    arch, sep, pretrained = model_id.partition(":")
-    if not sep or not arch or not pretrained:
-        return (
-            f"model '{model_id}' must be ARCH:PRETRAINED (e.g. ViT-B-32:openai or "
-            f"ViT-B-32:/path/ckpt.pt), hf-hub:org/name or local-dir:/path"
-        )
-    archs = architectures()
-    if archs and arch not in archs:
-        return f"unknown open_clip architecture '{arch}'{did_you_mean(arch, sorted(archs))}"
-    tags = pretrained_tags().get(arch, ())
-    if pretrained == "random" or "/" in pretrained or "\\" in pretrained or "." in pretrained:
-        return None  # random init or a checkpoint path: checked when the run loads it
-    if tags and pretrained not in tags:
-        return f"'{pretrained}' is not a pretrained tag of {arch}{did_you_mean(pretrained, tags)}"
-    if not tags and not (AUDIT_CONFIGS / f"{arch}.json").exists():
-        return f"{arch} has no pretrained tags; pass a checkpoint path (ARCH:/path/ckpt.pt) or ARCH:random"
-    return None
+    return check(model_id, resolve)

@@ -10,12 +10,19 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+#: Above this many choices a message points to ``python -m audit list`` instead of listing them.
+MAX_LISTED = 12
+
+
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | Iterator[str]) -> str:
-    """Return ``" -- did you mean 'x'?"`` for the closest choice, or a list of valid names."""
+    """Return ``" -- did you mean 'x'?"`` for the closest choice, else the valid names (or, when
+    there are many, where to see them): messages stay short."""
     choices = sorted(choices)
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     if close:
         return f" -- did you mean '{close[0]}'?"
+    if len(choices) > MAX_LISTED:
+        return f" ({len(choices)} known; see `python -m audit list`)"
     return f" (known: {', '.join(choices)})" if choices else ""
 
 

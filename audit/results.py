@@ -10,15 +10,13 @@ every probe), ``gates.json`` and, when reports are on, ``report.ipynb``/``report
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from audit.errors import DataError, UserError
+from audit.fileio import atomic_write
 
 FORMAT_VERSION = "1"
 
@@ -47,23 +45,6 @@ METRIC_COLUMNS = (
 FLAG_SMALL_N = "small_n"      # group below stats.min_n: estimate shown, not trusted
 FLAG_EMPTY = "empty"          # no images: value is NaN by construction
 FLAG_UNDEFINED = "undefined"  # e.g. a ratio with a zero denominator
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` and move ``tmp`` over ``path`` only if it succeeded."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -228,7 +228,7 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
         if ctx.probe.spec.retrieval is not None:
             from audit.retrieval import retrieval_rows
 
-            base = next(iter(ctx.probe.spec.variants))
+            base = ctx.probe.spec.base_variant
             out.retrieval.append(retrieval_rows(ctx.probe, dspec, data, model, texts, feats, rows, base,
                                                 quiet=ctx.options.quiet))
         for vocab in _vocabularies(ctx.probe, dspec, data):
@@ -390,7 +390,7 @@ def compare_all_models(metrics: pd.DataFrame, predictions: pd.DataFrame, names: 
     of effective robustness (bootstrap over baseline models and, paired, over images)."""
     from audit.robustness import compare_models
 
-    base = next(iter(probe.spec.variants))
+    base = probe.spec.base_variant
     acc = metrics[(metrics["metric"] == "accuracy") & (metrics["group_col"] == "overall")
                   & (metrics["variant"] == base) & metrics["dataset"].isin(list(names))]
     rows = acc.assign(dataset=acc["dataset"].map(names))[["model", "dataset", "value"]].rename(columns={"value": "top1"})

@@ -18,6 +18,7 @@ import pandas as pd
 from audit.gates.judge import GateContext, Rule, fmt_signed, where_group
 from audit.gates.result import GateResult
 from audit.spec.models import (
+    base_variant,
     GateBase, MaxRateGate, MinAccuracyGate, NoSignificantDifferenceGate, ProbeSpec, VariantNoIncreaseGate,
 )
 
@@ -126,12 +127,6 @@ def eval_variant_no_increase(gate: VariantNoIncreaseGate, ctx: GateContext) -> l
         return [rule.missing(m, v, why, fix, group_col=gate.group_col) for m, v in ctx.targets(gate, (gate.compare,))]
     return scan(rule, ctx, spec_metric="variant_change", category=gate.category, group_col=gate.group_col,
                  variants=(gate.compare,))
-
-
-def base_variant(variants: Sequence[str]) -> str:
-    """The variant metrics.csv's variant_change rows compare against (as audit.metrics does):
-    ``default`` if declared, else the first one."""
-    return "default" if "default" in variants or not variants else variants[0]
 
 
 def evaluate(gates: Sequence[GateBase], ctx: GateContext) -> list[GateResult]:

@@ -10,7 +10,7 @@ import pandas as pd
 from audit.gates.evaluators import make_rule
 from audit.gates.judge import GateContext, Rule, fmt_points, num
 from audit.gates.result import GateResult
-from audit.spec.models import MinEffectiveRobustnessGate
+from audit.spec.models import MinEffectiveRobustnessGate, base_variant
 
 
 #: robustness.csv columns holding each bound of effective robustness.
@@ -28,7 +28,7 @@ def eval_min_effective_robustness(gate: MinEffectiveRobustnessGate, ctx: GateCon
                  op=">=", threshold=gate.threshold, fmt=fmt_points, threshold_text=f"{gate.threshold:+g} points")
     df = ctx.robustness
     has_variant = df is not None and "variant" in df
-    variants = None if has_variant else ctx.variants[:1] or ("default",)
+    variants = None if has_variant else (base_variant(ctx.variants),)
     out: list[GateResult] = []
     for model, variant in ctx.targets(gate, variants):
         problem = _robustness_problem(df, gate, model, variant if has_variant else None)

@@ -17,13 +17,11 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 from audit.results import FLAG_EMPTY, FLAG_SMALL_N, METRIC_COLUMNS
-from audit.spec.models import DatasetSpec, StatsSpec
+from audit.spec.models import DEFAULT_BASE_VARIANT, DatasetSpec, StatsSpec, base_variant
 
 NAN = math.nan
 #: McNemar uses the exact binomial test below this many discordant pairs (the usual rule).
 MCNEMAR_EXACT_BELOW = 25
-#: The variant other variants are compared against when the probe declares it.
-DEFAULT_BASE_VARIANT = "default"
 
 
 @dataclass(frozen=True)
@@ -137,11 +135,6 @@ def size_flag(n: int, min_n: int) -> str:
     if n == 0:
         return FLAG_EMPTY
     return FLAG_SMALL_N if n < min_n else ""
-
-
-def base_variant(variants: Sequence[str]) -> str:
-    """The variant others are compared against: ``default`` if declared, else the first one."""
-    return DEFAULT_BASE_VARIANT if DEFAULT_BASE_VARIANT in variants else variants[0]
 
 
 @dataclass(frozen=True)

@@ -290,24 +290,30 @@ class OpenClipModel:
                                 fix="point local-dir: at a directory with open_clip_config.json and open_clip_model.safetensors")
             files = b"".join(_file_digest(p, memo).encode() for p in sorted(path.iterdir()) if p.is_file())
             return _Target(f"local-dir:{path}", None, str(path), f"local-dir:{hashlib.sha256(files).hexdigest()[:16]}", False)
-        arch, _, pretrained = model_id.partition(":")
+        from audit.models.ids import ModelIdError, parse_model_id
+
+        try:
+            ref = parse_model_id(model_id)
+        except ModelIdError as exc:
+            raise UserError(str(exc)) from None
+        arch = str(ref.arch)
         if arch not in architectures():
             raise UserError(f"model '{model_id}': unknown open_clip architecture '{arch}'{did_you_mean(arch, sorted(architectures()))}",
                             fix="see open_clip.list_models() or `python -m audit list`")
-        if pretrained == RANDOM:
+        if ref.kind == "random":
             return _Target(arch, None, f"random init (seed {seed})", f"{arch}:random:{seed}", True)
         tags = pretrained_tags().get(arch, ())
-        if pretrained in tags:
-            return _Target(arch, pretrained, pretrained, f"{arch}:{pretrained}", False, tag=True)
-        if _looks_like_path(pretrained):
-            path = resolve(pretrained)
+        if ref.kind == "checkpoint":
+            path = resolve(str(ref.path))
             if not path.is_file():
                 raise UserError(f"model '{model_id}': checkpoint file not found: {path}",
                                 fix="check the path, or use an open_clip pretrained tag: " + ", ".join(tags[:6]))
             return _Target(arch, str(path), str(path), f"{arch}:{_file_digest(path, memo)}", False)
+        if ref.tag in tags:
+            return _Target(arch, ref.tag, str(ref.tag), f"{arch}:{ref.tag}", False, tag=True)
         raise UserError(
-            f"model '{model_id}': '{pretrained}' is not a pretrained tag of {arch}{did_you_mean(pretrained, tags)}",
-            fix=f"use one of: {', '.join(tags) or '(none: pass a checkpoint path)'}, 'random', or a checkpoint path",
+            f"model '{model_id}': '{ref.tag}' is not a pretrained tag of {arch}{did_you_mean(str(ref.tag), tags)}",
+            fix=f"use one of: {', '.join(tags[:8]) or '(none: pass a checkpoint path)'}, 'random', or a checkpoint path",
         )
 
     def autocast(self) -> AbstractContextManager[Any]:
@@ -342,7 +348,3 @@ def _text_encoder(model: Any, tokenizer: Any, device: str, name: str) -> tuple[C
                     "using open_clip's encode_text", name, diff)
         return model.encode_text, f"full: trimmed encoder failed its self-check ({diff:.2g})"
     return trimmed, f"trimmed to the longest prompt of each batch (self-check {diff:.1g})"
-
-
-def _looks_like_path(s: str) -> bool:
-    return "/" in s or "\\" in s or s.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))

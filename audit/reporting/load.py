@@ -82,8 +82,9 @@ class RunData:
 
     @property
     def base_variant(self) -> str:
-        variants = self.variants
-        return "default" if "default" in variants or not variants else variants[0]
+        from audit.spec.models import base_variant
+
+        return base_variant(self.variants)
 
     @property
     def models(self) -> list[str]:

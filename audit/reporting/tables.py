@@ -25,7 +25,9 @@ def pick_variant(metrics: pd.DataFrame, metric: str, variant: str | None) -> str
     seen = list(dict.fromkeys(metrics.loc[metrics["metric"] == metric, "variant"]))
     if not seen:
         return None
-    return "default" if "default" in seen else seen[0]
+    from audit.spec.models import base_variant
+
+    return base_variant(seen)
 
 
 def pick_dataset(metrics: pd.DataFrame, metric: str, dataset: str | None) -> str | None:

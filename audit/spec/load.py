@@ -164,8 +164,7 @@ class Probe:
 
     def resolve(self, relative: str) -> Path:
         """Resolve a path written in the probe relative to the probe file."""
-        p = Path(relative).expanduser()
-        return p if p.is_absolute() else (self.path.parent / p).resolve()
+        return _resolve_from(self.path.parent, relative)
 
     def resolved_dict(self) -> dict[str, Any]:
         return json.loads(self.spec.model_dump_json())
@@ -194,11 +193,16 @@ def load_probe(path: str | Path, *, check_names: bool = True) -> Probe:
         found = _load_listed(probe_dir, qs.labels, f"retrieval.query_sets[{i}].labels", problems)
         if found is not None:
             queries.append(found)
-    problems += _cross_check(spec, loaded, check_names)
+    problems += _cross_check(spec, loaded, check_names, probe_dir)
     problems += _check_retrieval(spec, queries)
     if problems:
         raise UserError(f"{path} is not a valid probe", problems=problems)
     return Probe(path.resolve(), spec, file_hash(path), tuple(loaded), tuple(queries))
+
+
+def _resolve_from(base: Path, relative: str) -> Path:
+    p = Path(relative).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
 
 
 def _load_listed(probe_dir: Path, entry: str, field: str, problems: list[Problem]) -> LoadedLabelSet | None:
@@ -241,7 +245,8 @@ def _check_retrieval(spec: ProbeSpec, queries: list[LoadedLabelSet]) -> list[Pro
     return problems
 
 
-def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names: bool) -> list[Problem]:
+def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names: bool,
+                 probe_dir: Path = Path(".")) -> list[Problem]:
     from audit import registries
 
     problems: list[Problem] = []
@@ -318,7 +323,7 @@ def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names:
 
     if check_names:
         for i, m in enumerate(spec.models):
-            msg = registries.check_model_id(m.id)
+            msg = registries.check_model_id(m.id, lambda p: _resolve_from(probe_dir, p))
             if msg:
                 problems.append(Problem(f"models[{i}].id", msg))
         for i, metric in enumerate(spec.metrics):

@@ -8,6 +8,7 @@ error), then through the cross-checks in :mod:`audit.spec.load` (registry names,
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -20,6 +21,21 @@ TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: The variant that others are compared against, when the probe declares it.
+DEFAULT_BASE_VARIANT = "default"
+
+
+def base_variant(variants: Sequence[str]) -> str:
+    """The one rule for a probe's base variant: ``default`` if declared, else the first one.
+
+    Metrics (variant_change), retrieval, robustness, gates and reports all ask this function.
+    """
+    variants = list(variants)
+    if not variants:
+        return DEFAULT_BASE_VARIANT
+    return DEFAULT_BASE_VARIANT if DEFAULT_BASE_VARIANT in variants else variants[0]
 
 
 def split_categories(expr: str) -> tuple[str, ...]:
@@ -398,6 +414,11 @@ class ProbeSpec(Frozen):
         if not v:
             raise ValueError("declare at least one variant, e.g. {default: {}}")
         return v
+
+    @property
+    def base_variant(self) -> str:
+        """The variant others are compared against (see :func:`base_variant`)."""
+        return base_variant(list(self.variants))
 
     @property
     def path_base(self) -> Path:  # pragma: no cover - set by the loader
