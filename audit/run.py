@@ -11,7 +11,7 @@ import datetime as _dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from audit.progress import log
 from audit.registries import DATASETS
 from audit.results import BY_TEMPLATE, GATES, MANIFEST, METRICS, PREDICTIONS, ROBUSTNESS, write_csv, write_json, write_parquet
 from audit.spec import CLASSNAMES, DatasetSpec, ModelSpec, Probe
+
+if TYPE_CHECKING:  # torch is imported only once a run starts
+    from audit.embed import EmbedJob
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class _Context:
     probe: Probe
     options: RunOptions
     root: Path
-    job: Any  # audit.embed.EmbedJob (imported lazily: torch)
+    job: EmbedJob
     want_templates: bool
 
     @property
