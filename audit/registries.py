@@ -63,20 +63,20 @@ def dataset_columns(adapter: str) -> tuple[str, ...] | None:
 
 
 def model_scheme(model_id: str) -> str:
-    """The registered scheme of a model id (the rule lives in :mod:`audit.models.ids`)."""
+    """The registered scheme of a model id (the rule lives in :mod:`audit.models.ids`); a scheme
+    registered by a plugin (``MODEL_SCHEMES.register``) is taken as written."""
     from audit.models.ids import scheme_of
 
     head = model_id.split(":", 1)[0]
-    if head != "open_clip" and head in MODEL_SCHEMES.names():  # e.g. a scheme registered by tests or a plugin
-        return head
-    return scheme_of(model_id)
+    return head if head in MODEL_SCHEMES and head != "open_clip" else scheme_of(model_id)
 
 
 def check_model_id(model_id: str, resolve: Callable[[str], Path] | None = None) -> str | None:
     """A problem message for a malformed or unknown model id, or None. Imports no torch."""
-    from audit.models.ids import PREFIX_SCHEMES, check_model_id as check
+    from audit.models.ids import PREFIX_SCHEMES
+    from audit.models.ids import check_model_id as check
 
-    if model_scheme(model_id) not in ("open_clip", *PREFIX_SCHEMES):  # registered later: its adapter judges
-        return None
-
+    scheme = model_scheme(model_id)
+    if scheme != "open_clip" and scheme not in PREFIX_SCHEMES:
+        return None  # a plugin's scheme: its adapter checks its own ids when the run loads it
     return check(model_id, resolve)
