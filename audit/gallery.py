@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from audit.data.base import IMAGE_ID, LoadedDataset, UnreadableImage
-from audit.fileio import make_dirs
+from audit.fileio import atomic_write, make_dirs
 from audit.results import write_csv
 from audit.spec import Probe, split_categories
 
@@ -52,9 +52,11 @@ def write_gallery(run_dir: Path, probe: Probe, predictions: pd.DataFrame,
         try:
             img = data.load_image(int(where[0]))
             img.thumbnail((size, size))
-            img.save(out_dir / name, format="JPEG", quality=85)
-        except (UnreadableImage, IndexError, OSError):
-            name = ""
+        except (UnreadableImage, IndexError, OSError):  # the image, not the disk: left out
+            files.append("")
+            continue
+        # a full or read-only disk is a DataError naming the file, not a silently missing thumbnail
+        atomic_write(out_dir / name, lambda p, img=img: img.convert("RGB").save(p, format="JPEG", quality=85))
         files.append(name)
     sample = sample.assign(file=files).drop(columns=["top5_labels"], errors="ignore")
     index = run_dir / GALLERY_INDEX
