@@ -26,7 +26,7 @@ MARKER = "manifest.json"
 
 def check_out_dir(path: Path) -> None:
     """Refuse an output path that a run must not replace (exit 2), before any work is done."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if path.exists() and not path.is_dir():
         raise UserError(f"--out {path}: exists and is not a directory",
                         fix="choose a new output directory")
     if path.is_dir() and any(path.iterdir()) and not (path / MARKER).is_file():
