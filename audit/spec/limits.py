@@ -39,9 +39,9 @@ PROBE_BYTES = Limit("AUDIT_MAX_PROBE_BYTES", 1_000_000, "the probe file's size i
 #: Label-set files (ImageNet's 1000 classes take about 60 kB).
 LABEL_SET_BYTES = Limit("AUDIT_MAX_LABEL_SET_BYTES", 10_000_000, "the label-set file's size in bytes")
 #: Any one list or mapping in a probe (templates, models, datasets, gates, variants, ...).
-PROBE_ITEMS = Limit("AUDIT_MAX_PROBE_ITEMS", 10_000, "the number of items")
+PROBE_ITEMS = Limit("AUDIT_MAX_PROBE_ITEMS", 10_000, "the number of items in one list or mapping of a probe")
 #: Any one list in a label set (its labels).
-LABEL_SET_ITEMS = Limit("AUDIT_MAX_LABEL_SET_ITEMS", 100_000, "the number of items")
+LABEL_SET_ITEMS = Limit("AUDIT_MAX_LABEL_SET_ITEMS", 100_000, "the number of items in one list of a label set")
 #: Total nodes of a parsed YAML document, counted through aliases (stops alias bombs).
 YAML_NODES = Limit("AUDIT_MAX_YAML_NODES", 2_000_000, "the number of YAML values (aliases expanded)")
 
