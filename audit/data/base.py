@@ -106,7 +106,7 @@ def option_problems(given: Mapping[str, object], declared: Mapping[str, Option],
     for key, value in given.items():
         opt = declared.get(key)
         if opt is None:
-            known = did_you_mean(key, list(declared)) if declared else " (this adapter takes no options)"
+            known = did_you_mean(key, list(declared)) if declared else ""
             out.append((key, f"unknown option '{key}'{known}"))
         elif (problem := opt.problem(value, resolve)) is not None:
             out.append((key, problem))

@@ -126,7 +126,7 @@ def _judged_metric_problems(spec: ProbeSpec, gate: Any, where: str) -> list[Prob
     if category is None:
         return []
     reported = {c for m in computed for c in (m.categories if m.categories is not None else spec.categories)}
-    if category not in reported:
+    if reported and category not in reported:  # no categories at all: reported on the metric
         return [Problem(f"{where}.category", f"'{category}' is not among the categories '{metric}' reports "
                                              f"{sorted(reported)}; add it to categories")]
     return []
