@@ -171,7 +171,7 @@ def _check_datasets(ctx: _Ctx) -> None:
 
 
 def _check_models(ctx: _Ctx) -> None:
-    from audit.models.ids import check_model_id
+    from audit.registries import check_model_id
 
     names = [m.display_name for m in ctx.spec.models]
     for i, m in enumerate(ctx.spec.models):
