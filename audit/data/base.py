@@ -130,6 +130,11 @@ class DatasetAdapter(Protocol):
 class AdapterBase:
     """What every concrete adapter stores: its dataset spec and the probe's path resolver."""
 
+    #: ``dataset`` fields this adapter takes no value for (a generated dataset has no ``source``);
+    #: the probe loader refuses them. An adapter without ``default_source`` and without
+    #: ``source`` here needs one in the probe.
+    not_applicable: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path]) -> None:
         self.spec = spec
         self.resolve = resolve

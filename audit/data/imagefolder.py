@@ -92,6 +92,7 @@ class ImageFolderAdapter(AdapterBase):
     columns: ClassVar[tuple[str, ...] | None] = ("target",)
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "all"
+    not_applicable: ClassVar[tuple[str, ...]] = ("revision", "config")
     options: ClassVar[dict[str, Option]] = {}
     options_help: ClassVar[dict[str, str]] = option_help(options)
 

@@ -74,6 +74,7 @@ class SyntheticFairFaceAdapter(FairFaceAdapter):
     """
 
     default_source: ClassVar[str | None] = None
+    not_applicable: ClassVar[tuple[str, ...]] = ("source", "revision")
     options: ClassVar[dict[str, Option]] = {
         "n": Option("int", "number of images (default 280)", bounds=_BOUNDS["n"]),
         "seed": Option("int", "generator seed (default 0)", bounds=_BOUNDS["seed"]),

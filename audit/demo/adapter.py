@@ -63,6 +63,7 @@ class DemoWorldAdapter(AdapterBase):
     columns: ClassVar[tuple[str, ...] | None] = ("kin", "age_band", "object")
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "test"
+    not_applicable: ClassVar[tuple[str, ...]] = ("source", "columns")
     options: ClassVar[dict[str, Option]] = {
         "n": Option("int", f"number of images (default {DEFAULT_N}; multiples of {world.BLOCK} are exactly "
                            "balanced)", bounds=(1, MAX_N)),

@@ -37,10 +37,12 @@ def check_dataset(ds: DatasetSpec, where: str, resolve: Callable[[str], Path], c
         return [Problem(f"{where}.adapter", registries.DATASETS.unknown_message(ds.adapter))]
     out += _column_problems(ds, where, registries.dataset_columns(ds.adapter) if check_names else None)
     if check_names:
-        declared = getattr(registries.DATASETS.get(ds.adapter), "options", {})
+        adapter = registries.DATASETS.get(ds.adapter)
+        declared = getattr(adapter, "options", {})
         out += [Problem(f"{where}.options.{key}", f"{msg} (options of {ds.adapter}: "
                         f"{', '.join(declared) or 'none'}; see `python -m audit list`)")
                 for key, msg in option_problems(ds.options, declared, resolve)]
+        out += _field_problems(ds, where, adapter)
     if ds.source is not None:
         path = resolve(ds.source)
         if path.exists() and not path.is_dir():
@@ -48,6 +50,17 @@ def check_dataset(ds: DatasetSpec, where: str, resolve: Callable[[str], Path], c
         elif not path.exists() and looks_like_path(ds.source):
             out.append(Problem(f"{where}.source", f"dataset directory not found: {path} (relative paths resolve "
                                                   "against the probe file; a hub id is written org/name)"))
+    return out
+
+
+def _field_problems(ds: DatasetSpec, where: str, adapter: Any) -> list[Problem]:
+    """Fields the adapter takes no value for, and a missing ``source`` it needs."""
+    not_applicable = getattr(adapter, "not_applicable", ())
+    out = [Problem(f"{where}.{name}", f"dataset adapter '{ds.adapter}' takes no '{name}'; remove it")
+           for name in not_applicable if getattr(ds, name)]
+    if ds.source is None and getattr(adapter, "default_source", "") is None and "source" not in not_applicable:
+        out.append(Problem(f"{where}.source", f"dataset adapter '{ds.adapter}' needs a source: a hub id "
+                                              "(org/name) or a local directory"))
     return out
 
 
