@@ -87,8 +87,13 @@ class Option:
             from audit.registry import did_you_mean
 
             return f"'{value}' is not one of {', '.join(self.choices)}{did_you_mean(value, self.choices)}"
-        if self.type == "dir" and not resolve(value).is_dir():
-            return f"directory not found: {resolve(value)} (relative paths resolve against the probe file)"
+        if self.type == "dir":
+            try:
+                found = resolve(value).is_dir()
+            except (OSError, ValueError) as exc:
+                return f"not a usable path: {exc}"
+            if not found:
+                return f"directory not found: {resolve(value)} (relative paths resolve against the probe file)"
         return None
 
 

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from audit.errors import Problem, UserError
 from audit.registry import did_you_mean
-from audit.spec.load import CLASSNAMES, NAMED_TEMPLATES, LoadedLabelSet, file_hash, load_label_set, resolve_from
+from audit.spec.load import (
+    CLASSNAMES,
+    NAMED_TEMPLATES,
+    LoadedLabelSet,
+    file_hash,
+    load_label_set,
+    resolve_from,
+    unusable_path,
+)
 from audit.spec.models import Label, ProbeSpec, VariantSpec, split_categories
 
 
@@ -70,6 +78,10 @@ def cross_check(spec: ProbeSpec, probe_dir: Path, *, check_names: bool = True,
 
 def _load_listed(ctx: _Ctx, entry: str, where: str) -> LoadedLabelSet | None:
     """Load one label-set file named in the probe; a problem under ``where`` if it fails."""
+    bad = unusable_path(entry)
+    if bad:
+        ctx.add(where, bad)
+        return None
     path = ctx.resolve(entry)
     if not path.exists():
         ctx.add(where, f"label-set file not found: {path} (relative paths resolve against the probe file)")
@@ -261,8 +273,11 @@ def _check_notebooks(ctx: _Ctx, allow_outside: bool) -> tuple[Path, ...]:
     for i, name in enumerate(ctx.spec.report.notebooks or ()):
         if name in builtin:
             continue
-        path = ctx.resolve(name).resolve()
         where = f"report.notebooks[{i}]"
+        if unusable_path(name):
+            ctx.add(where, str(unusable_path(name)))
+            continue
+        path = ctx.resolve(name).resolve()
         if not path.is_file():
             ctx.add(where, f"notebook not found: {path} (a built-in report {kinds} or a "
                            ".ipynb path relative to the probe file)")

@@ -8,7 +8,7 @@ from typing import Any
 
 from audit.errors import Problem
 from audit.registry import did_you_mean
-from audit.spec.load import looks_like_path
+from audit.spec.load import looks_like_path, unusable_path
 from audit.spec.models import DatasetSpec, ProbeSpec
 
 
@@ -43,7 +43,9 @@ def check_dataset(ds: DatasetSpec, where: str, resolve: Callable[[str], Path], c
                         f"{', '.join(declared) or 'none'}; see `python -m audit list`)")
                 for key, msg in option_problems(ds.options, declared, resolve)]
         out += _field_problems(ds, where, adapter)
-    if ds.source is not None:
+    if ds.source is not None and unusable_path(ds.source):
+        out.append(Problem(f"{where}.source", str(unusable_path(ds.source))))
+    elif ds.source is not None:
         path = resolve(ds.source)
         if path.exists() and not path.is_dir():
             out.append(Problem(f"{where}.source", f"{path} is a file; point source at the dataset's root directory"))

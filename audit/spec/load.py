@@ -137,6 +137,20 @@ def looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") != 1
 
 
+#: Longest path component most file systems accept, in bytes.
+MAX_NAME_BYTES = 255
+
+
+def unusable_path(text: str) -> str | None:
+    """Why a path written in a probe cannot be a path at all (a NUL character, a component too
+    long for the file system), or None."""
+    if "\x00" in text:
+        return "the path contains a NUL character"
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in text.split("/")):
+        return f"a component of the path is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
 def resolve_from(base: Path, relative: str) -> Path:
     """``relative`` (``~`` expanded) against ``base``, unless it is absolute."""
     p = Path(relative).expanduser()
@@ -169,8 +183,12 @@ def load_probe(path: str | Path, *, check_names: bool = True, allow_notebooks_ou
         problems += salvaged.problems if salvaged else []
     if spec is None:
         raise UserError(f"{path} is not a valid probe", problems=problems)
-    found = cross_check(spec, path.parent, check_names=check_names,
-                        allow_notebooks_outside=allow_notebooks_outside)
+    try:
+        found = cross_check(spec, path.parent, check_names=check_names,
+                            allow_notebooks_outside=allow_notebooks_outside)
+    except (OSError, ValueError) as exc:  # a path the probe names that the system refuses to look at
+        raise UserError(f"{path} is not a valid probe: a path it names cannot be checked ({exc})",
+                        problems=problems, fix="fix the paths in the probe") from None
     problems += [Problem(user_field(original(p.field), single), p.message) for p in found.problems]
     if problems:
         raise UserError(f"{path} is not a valid probe", problems=problems)
