@@ -162,3 +162,17 @@ def test_base_probe_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
                  "--no-report", "--quiet"])
     assert code in (0, 1), capsys.readouterr().err  # 1: the gate may fail on random weights
     assert (out / "metrics.csv").is_file()
+
+
+def test_refused_parts_cause_no_follow_on_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A variant, gate or dataset field pydantic refused is named once; what refers to it is still judged."""
+    text = (BASE.replace("no_crime: {exclude: [crime]}", "no_crime: 3")
+            .replace("  subgroups: [race, gender]", "  subgroups: [race, gender]\n  intersections: [[race]]")
+            + "  - {type: max_rat, category: crime, threshold: 0.1}\n"
+            + "  - {category: crime, threshold: 0.1}\n")
+    code, message = _cli(capsys, "validate", str(_write(tmp_path, text)))
+    assert code == 2
+    for field in ("variants.no_crime:", "dataset.intersections:", "gates[1].type: unknown gate type 'max_rat' "
+                  "-- did you mean 'max_rate'?", "gates[2].type: required field is missing"):
+        assert f"\n  {field}" in message, (field, message)
+    assert "(4 problems)" in message, message

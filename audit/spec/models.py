@@ -153,12 +153,13 @@ class DatasetSpec(Frozen):
     def display_name(self) -> str:
         return self.name or self.adapter
 
-    @model_validator(mode="after")
-    def _intersections(self) -> DatasetSpec:
-        for i, combo in enumerate(self.intersections):
+    @field_validator("intersections")
+    @classmethod
+    def _intersections(cls, v: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        for i, combo in enumerate(v):
             if len(combo) < 2:
                 raise ValueError(f"intersections[{i}] must name at least two columns")
-        return self
+        return v
 
 
 class ModelSpec(Frozen):

@@ -62,12 +62,16 @@ def problems_from_validation(err: ValidationError, model: type[BaseModel], singl
             msg = f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), known) if known else ''}"
         elif e["type"] == "missing":
             msg = "required field is missing"
-        elif e["type"] == "union_tag_invalid":
-            msg = f"unknown gate type {e['input'].get('type')!r}" if isinstance(e["input"], dict) else msg
+        elif e["type"] == "union_tag_invalid" and isinstance(e["input"], dict):
             from audit.spec.models import GATE_TYPES
 
-            if isinstance(e["input"], dict):
-                msg += did_you_mean(str(e["input"].get("type")), GATE_TYPES)
+            loc = (*loc, "type")
+            msg = f"unknown gate type {e['input'].get('type')!r}{did_you_mean(str(e['input'].get('type')), GATE_TYPES)}"
+        elif e["type"] == "union_tag_not_found":
+            from audit.spec.models import GATE_TYPES
+
+            loc = (*loc, "type")
+            msg = f"required field is missing (one of {', '.join(GATE_TYPES)})"
         problems.append(Problem(user_field(format_loc(loc), single_dataset), msg))
     return problems
 
@@ -180,6 +184,8 @@ def _prune(data: dict[str, Any], path: tuple[Any, ...], index: dict[str, list[in
     key = path[-1]
     if path in _PLACEHOLDERS:
         parent[key] = _PLACEHOLDERS[path]
+    elif len(path) == 2 and path[0] == "variants":
+        parent[key] = {}  # keep the variant's name known, so references to it are not follow-on errors
     elif isinstance(parent, list):
         del parent[key]
         if len(path) == 2 and path[0] in index:
