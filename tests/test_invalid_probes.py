@@ -176,3 +176,11 @@ def test_refused_parts_cause_no_follow_on_errors(tmp_path: Path, capsys: pytest.
                   "-- did you mean 'max_rate'?", "gates[2].type: required field is missing"):
         assert f"\n  {field}" in message, (field, message)
     assert "(4 problems)" in message, message
+
+
+def test_effective_robustness_gate_needs_a_robustness_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    text = BASE + "  - {type: min_effective_robustness, shift: imagenet_r, threshold: 0}\n"
+    message = _validate_and_run(tmp_path, capsys, monkeypatch, _write(tmp_path, text))
+    assert "gates[1]: min_effective_robustness needs kind: robustness" in message
+    assert "gates[1]: min_effective_robustness judges the metric 'accuracy', which the probe does not compute" in message

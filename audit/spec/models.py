@@ -295,6 +295,8 @@ class MinAccuracyGate(GateBase):
 class MinEffectiveRobustnessGate(GateBase):
     """Effective robustness on a shift must stay at or above a floor (accuracy points)."""
 
+    JUDGES: ClassVar[str | None] = "accuracy"  # through robustness.csv, built from accuracy rows
+
     type: Literal["min_effective_robustness"] = Field(description="Gate type.")
     shift: str = Field(description="Distribution shift, e.g. imagenet_r (see the robustness tables).")
     threshold: float = Field(description="Lowest allowed effective robustness, in accuracy points.")
