@@ -36,6 +36,11 @@ METRICS: Registry[object] = Registry("metric", {
     "mean_per_class_recall": "audit.metrics.accuracy:MEAN_PER_CLASS_RECALL",
 })
 
+#: More probe cross-checks, contributed by feature modules so that the one loader runs them all:
+#: name -> "module:attr" of ``fn(spec, label_sets: list[LabelSet], resolve) -> list[Problem]``
+#: (``resolve`` turns a path written in the probe into a Path). Must import no torch.
+PROBE_CHECKS: Registry[object] = Registry("probe check", {})
+
 #: Metrics that report category rates: the probe must name categories for them. Declared here,
 #: beside the lazy table, so `validate` need not import the metric code (scipy, statsmodels);
 #: tests check it against each MetricDef's ``needs_categories``.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from audit.cli import main
+from audit.errors import Problem
 from tests.conftest import LABEL_SETS
 
 BASE = f"""\
@@ -184,3 +185,20 @@ def test_effective_robustness_gate_needs_a_robustness_probe(tmp_path: Path, caps
     message = _validate_and_run(tmp_path, capsys, monkeypatch, _write(tmp_path, text))
     assert "gates[1]: min_effective_robustness needs kind: robustness" in message
     assert "gates[1]: min_effective_robustness judges the metric 'accuracy', which the probe does not compute" in message
+
+
+def contributed_check(spec: object, label_sets: list[object], resolve: object) -> list[Problem]:
+    """A feature module's cross-check, as registered in audit.registries.PROBE_CHECKS."""
+    return [Problem("extra.field", f"seen {len(label_sets)} label sets")]
+
+
+def test_contributed_checks_join_the_same_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit import registries
+    from audit.registry import Registry
+
+    monkeypatch.setattr(registries, "PROBE_CHECKS", Registry("probe check", {
+        "extra": "tests.test_invalid_probes:contributed_check"}))
+    code, message = _cli(capsys, "validate", str(_write(tmp_path, BASE.replace("compare: no_crime", "compare: x"))))
+    assert code == 2
+    assert "\n  gates[0].compare: " in message and "\n  extra.field: seen 2 label sets" in message

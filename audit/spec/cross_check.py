@@ -69,6 +69,7 @@ def cross_check(spec: ProbeSpec, probe_dir: Path, *, check_names: bool = True,
         _check_metrics(ctx)
     _check_gates(ctx)
     _check_retrieval(ctx, [q.spec.name for q in queries])
+    _run_contributed_checks(ctx, label_sets)
     notebooks = _check_notebooks(ctx, allow_notebooks_outside)
     return Checked(ctx.problems, label_sets, queries, notebooks)
 
@@ -116,6 +117,9 @@ def _load_label_sets(ctx: _Ctx) -> tuple[LoadedLabelSet, ...]:
         labels += ls.spec.labels
     if CLASSNAMES in ctx.spec.label_sets:
         labels.append(Label(text="(the dataset's class names)", category="class"))
+        # datasets that split their own class names into categories (a wds `class_categories` map)
+        labels += [Label(text=f"({ds.display_name} class names: {cat})", category=cat)
+                   for ds in ctx.spec.datasets for cat in getattr(ds, "class_categories", None) or {}]
     ctx.labels = tuple(labels)
     ctx.categories = {label.category for label in labels}
     return tuple(loaded)
@@ -262,6 +266,15 @@ def _check_retrieval(ctx: _Ctx, names: list[str]) -> None:
             ctx.add(f"gates[{i}].k", f"k={gate.k} is not among retrieval.ks {list(spec.retrieval.ks)}")
         if len(names) == len(spec.retrieval.query_sets) and gate.query_set not in names:
             ctx.add(f"gates[{i}].query_set", f"unknown query set '{gate.query_set}'{did_you_mean(gate.query_set, names)}")
+
+
+def _run_contributed_checks(ctx: _Ctx, label_sets: tuple[LoadedLabelSet, ...]) -> None:
+    """The checks feature modules declare in :data:`audit.registries.PROBE_CHECKS`."""
+    from audit.registries import PROBE_CHECKS
+
+    for name in PROBE_CHECKS.names():
+        check = PROBE_CHECKS.get(name)
+        ctx.problems += check(ctx.spec, [ls.spec for ls in label_sets], ctx.resolve)  # type: ignore[operator]
 
 
 def _check_notebooks(ctx: _Ctx, allow_outside: bool) -> tuple[Path, ...]:
