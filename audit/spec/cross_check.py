@@ -55,7 +55,10 @@ class _Ctx:
 
 def cross_check(spec: ProbeSpec, probe_dir: Path, *, check_names: bool = True,
                 allow_notebooks_outside: bool = False) -> Checked:
-    """Run every cross-check of ``spec`` (a probe file in ``probe_dir``)."""
+    """Run every cross-check of ``spec`` (a probe file in ``probe_dir``).
+
+    ``check_names=False`` judges what gates need only (``audit check --probe``): registry names,
+    adapters, model ids, dataset sources and notebooks are not looked up."""
     ctx = _Ctx(spec, probe_dir, check_names, [])
     label_sets = _load_label_sets(ctx)
     queries = _load_query_sets(ctx)
@@ -70,7 +73,7 @@ def cross_check(spec: ProbeSpec, probe_dir: Path, *, check_names: bool = True,
     _check_gates(ctx)
     _check_retrieval(ctx, [q.spec.name for q in queries])
     _run_contributed_checks(ctx, label_sets)
-    notebooks = _check_notebooks(ctx, allow_notebooks_outside)
+    notebooks = _check_notebooks(ctx, allow_notebooks_outside) if check_names else ()
     return Checked(ctx.problems, label_sets, queries, notebooks)
 
 

@@ -43,6 +43,8 @@ def check_dataset(ds: DatasetSpec, where: str, resolve: Callable[[str], Path], c
                         f"{', '.join(declared) or 'none'}; see `python -m audit list`)")
                 for key, msg in option_problems(ds.options, declared, resolve)]
         out += _field_problems(ds, where, adapter)
+    else:  # judging gates only (check --probe): the data need not be on this machine
+        return out
     if ds.source is not None and unusable_path(ds.source):
         out.append(Problem(f"{where}.source", str(unusable_path(ds.source))))
     elif ds.source is not None:

@@ -160,6 +160,12 @@ def resolve_from(base: Path, relative: str) -> Path:
 def load_probe(path: str | Path, *, check_names: bool = True, allow_notebooks_outside: bool = False) -> Probe:
     """Load, validate and cross-check a probe file.
 
+    Args:
+        path: The probe file.
+        check_names: False to judge only what gates need (``audit check --probe``): no registry,
+            model-id, dataset-source or notebook lookups.
+        allow_notebooks_outside: Accept ``report.notebooks`` outside the probe's directory.
+
     Raises:
         UserError: listing every problem of the probe at once (pydantic's and the cross-checks'),
             each with its full field path.
