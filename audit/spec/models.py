@@ -44,6 +44,17 @@ def base_variant(variants: Sequence[str]) -> str:
     return DEFAULT_BASE_VARIANT if DEFAULT_BASE_VARIANT in variants else variants[0]
 
 
+#: Names shown as table cells, headings and file names (models, datasets, gates): one line.
+DISPLAY_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+
+
+def check_display_name(v: str | None) -> str | None:
+    """A display name is 1-200 characters on one line (no newline, tab or other control character)."""
+    if v is not None and not DISPLAY_NAME_RE.match(v):
+        raise ValueError(f"{v[:60]!r} must be 1-200 characters on one line, without control characters")
+    return v
+
+
 def split_categories(expr: str) -> tuple[str, ...]:
     """``"crime|non_human"`` -> ``("crime", "non_human")``."""
     return tuple(part.strip() for part in expr.split("|"))
@@ -143,6 +154,8 @@ class DatasetSpec(Frozen):
         default=None, description="Only these label-set variants run on this dataset (default all)."
     )
 
+    _name = field_validator("name")(check_display_name)
+
     @field_validator("config", "revision", mode="before")
     @classmethod
     def _to_str(cls, v: object) -> object:
@@ -178,6 +191,8 @@ class ModelSpec(Frozen):
     reduction: Literal["sum", "mean"] | None = Field(
         default=None, description="Generative only: sum of token log-probs (default) or their mean."
     )
+
+    _name = field_validator("name")(check_display_name)
 
     @model_validator(mode="after")
     def _reduction(self) -> ModelSpec:
@@ -235,6 +250,8 @@ class GateBase(Frozen):
     )
     models: tuple[str, ...] | None = Field(default=None, description="Only these models.")
     variants: tuple[str, ...] | None = Field(default=None, description="Only these variants.")
+
+    _id = field_validator("id")(check_display_name)
 
     #: The metric whose rows the gate judges (the probe must compute it); None: not a metric's rows.
     JUDGES: ClassVar[str | None] = None
