@@ -57,8 +57,9 @@ def cross_check(spec: ProbeSpec, probe_dir: Path, *, check_names: bool = True,
                 allow_notebooks_outside: bool = False) -> Checked:
     """Run every cross-check of ``spec`` (a probe file in ``probe_dir``).
 
-    ``check_names=False`` judges what gates need only (``audit check --probe``): registry names,
-    adapters, model ids, dataset sources and notebooks are not looked up."""
+    ``check_names=False`` judges a policy probe whose gates apply to another run's results
+    (``audit check --probe``): registry names, adapters, model ids, dataset sources, notebooks
+    and the metrics the probe itself would compute are not checked."""
     ctx = _Ctx(spec, probe_dir, check_names, [])
     label_sets = _load_label_sets(ctx)
     queries = _load_query_sets(ctx)
@@ -243,7 +244,7 @@ def _check_gates(ctx: _Ctx) -> None:
             _check_category(ctx, f"{where}.category", gate.category)
         unknown_category = len(ctx.problems) > before
         # an unknown category is named once, not again as 'not reported by the metric'
-        ctx.problems += [p for p in gate_problems(ctx.spec, gate, where)
+        ctx.problems += [p for p in gate_problems(ctx.spec, gate, where, own_results=ctx.check_names)
                          if not (unknown_category and p.field == f"{where}.category")]
 
 

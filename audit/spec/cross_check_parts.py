@@ -90,8 +90,9 @@ def _column_problems(ds: DatasetSpec, where: str, known: tuple[str, ...] | None)
     return out
 
 
-def gate_problems(spec: ProbeSpec, gate: Any, where: str) -> list[Problem]:
-    """References of one gate: variants, models, datasets, shift, group column and the metric it judges."""
+def gate_problems(spec: ProbeSpec, gate: Any, where: str, own_results: bool = True) -> list[Problem]:
+    """References of one gate: variants, models, datasets, shift, group column and, when the gate
+    judges this probe's own results (not a policy applied to another run), the metric it judges."""
     out: list[Problem] = []
     variants = list(spec.variants)
     for key in ("base", "compare"):
@@ -106,7 +107,7 @@ def gate_problems(spec: ProbeSpec, gate: Any, where: str) -> list[Problem]:
             if name not in known:
                 out.append(Problem(f"{where}.{key}[{j}]", f"unknown {key[:-1]} '{name}'{did_you_mean(name, known)}"))
     out += _group_col_problems(spec, gate, where)
-    out += _judged_metric_problems(spec, gate, where)
+    out += _judged_metric_problems(spec, gate, where) if own_results else []
     shift = getattr(gate, "shift", None)
     if shift is not None:
         from audit.robustness.tables import SHIFTS
