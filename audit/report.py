@@ -172,9 +172,27 @@ def to_html(notebook: Path) -> str:
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(notebook), as_version=4)
+    _images_with_alt(nb)
     exporter = HTMLExporter(exclude_input=True, mathjax_url="", require_js_url="")
     body, _ = exporter.from_notebook_node(nb)
     return strip_remote(body)
+
+
+def _images_with_alt(nb: Any) -> None:
+    """Give each PNG figure its alt text in the HTML: the lab template ignores the ``alt``
+    metadata that :func:`audit.reporting.display.show` records, so the figure goes out as an
+    ``<img>`` that carries it (and nbconvert has no missing alt text to warn about)."""
+    from audit.reporting.escape import html_text
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data") or {}
+            png = data.get("image/png")
+            alt = ((out.get("metadata") or {}).get("image/png") or {}).get("alt") \
+                or (out.get("metadata") or {}).get("alt") or "figure"
+            if png:
+                out["data"] = {"text/html": f'<img src="data:image/png;base64,{png.strip()}" '
+                                            f'alt="{html_text(alt)}"/>'}
 
 
 def strip_remote(html: str) -> str:

@@ -16,7 +16,7 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
 
-from audit.reporting.escape import html_text
+from audit.reporting.escape import html_text, md_plain, visible
 
 #: Options the notebooks' ``parameters`` cell may set (see :func:`setup`).
 OPTIONS: dict[str, Any] = {"dpi": 100, "max_rows": 60}
@@ -86,7 +86,7 @@ def alt_text(fig: Figure, what: str) -> str:
     """A figure's alternative text: what it shows, then its panels' titles."""
     titles = [ax.get_title() or ax.get_title(loc="right") for ax in fig.axes]
     titles = [t for t in dict.fromkeys(titles) if t]
-    return "; ".join([what, *titles[:8]])
+    return "; ".join([md_plain(what), *titles[:8]])
 
 
 def show(fig: Figure | None, text: str | None = None, what: str = "Figure") -> None:
@@ -114,7 +114,7 @@ def table(df: pd.DataFrame | None, what: str = "Table", text: str | None = None)
     from IPython.display import HTML
 
     limit = OPTIONS["max_rows"]
-    shown = df.head(limit)
+    shown = df.head(limit).map(visible).rename(columns=visible)
     out = shown.to_html(index=False, na_rep="\u2013", escape=True, border=0, classes="dataframe")
     if len(df) > limit:
         out += f"<p><i>showing {limit} of {len(df)} rows</i></p>"

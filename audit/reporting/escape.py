@@ -30,6 +30,12 @@ def _plain(value: object) -> str:
     return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def visible(value: object) -> object:
+    """A table cell with bidi controls made visible (other characters are left for the
+    table writer, which HTML-escapes them); non-strings pass through."""
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", value) if isinstance(value, str) else value
+
+
 def html_text(value: object) -> str:
     """Text for an HTML element or attribute (quotes escaped too)."""
     return html.escape(_plain(value), quote=True)
@@ -51,3 +57,9 @@ def mpl_text(value: object) -> str:
 def md_join(values: object, sep: str = ", ") -> str:
     """Several user strings as one markdown-safe list."""
     return sep.join(md_text(v) for v in values)  # type: ignore[attr-defined]
+
+
+def md_plain(markdown: str) -> str:
+    """Markdown made by :func:`md_text` (and plain words around it) back to plain text, e.g.
+    for a figure's alt text, which the HTML writer escapes itself."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", markdown))

@@ -110,7 +110,8 @@ def compared(r: Mapping[str, Any]) -> str:
     limit = _num(r.get("threshold"), prop)
     if judge == "p_value":
         limit = f"alpha {limit}"
-    text = f"{what} {_num(r.get('judged'), prop)} {r.get('op', '')} {against or limit}"
+    judged = r.get("judged") if r.get("judged") is not None else r.get("value")
+    text = f"{what} {_num(judged, prop)} {r.get('op') or 'vs'} {against or limit}"
     if r.get("alternative"):
         text += f" (alternative: {r['alternative']})"
     return text
@@ -142,7 +143,8 @@ def verdict_table(run: RunData) -> pd.DataFrame:
         "gate": [str(r.get("gate_id") or r.get("type")) for r in rows],
         "model": [str(r.get("model", "")) for r in rows],
         "variant": [str(r.get("variant", "")) for r in rows],
-        "worst group": [where(r) for r in rows],
+        "worst group": [where(r) + (f" (insufficient data: n={r.get('n')})"
+                                    if r.get("outcome") == "insufficient" else "") for r in rows],
         "estimate (95% CI)": [estimate(r) for r in rows],
         "compared": [compared(r) for r in rows],
     })
