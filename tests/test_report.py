@@ -94,21 +94,23 @@ def test_fairness_report_content(fairness_run: Path) -> None:
     nb = nbformat.read(fairness_run / REPORT_NOTEBOOK, as_version=4)
     text = _text(nb)
     assert f"Notice: {NOTICE}" in text
-    assert "release blocked (exit 1)" in text
+    assert "## Verdict: blocked: 3 gates failed (exit 1)" in text
+    assert text.index("## Verdict") < text.index("Category rates by subgroup")
     assert "CLIP paper" in text and "24.4%" in text  # Table 6: crime, Indian
     for heading in ("Release gates", "Intersections", "Template sensitivity", "Provenance"):
         assert heading in text
     assert "val/99998.jpg" in text  # skipped images listed
     assert NOT_COMPUTED not in text
     pngs = [o for o in _outputs(nb, "display_data") if "image/png" in o.data]
-    # 3 subgroup columns + heatmap + variant comparison + 3 accuracy + templates
-    assert len(pngs) == 9
+    # gate forest + 3 subgroup columns + heatmap + variant comparison (one per category, 3)
+    # + 3 accuracy + templates
+    assert len(pngs) == 12
 
 
 def test_sparse_run_skips_sections(sparse_run: Path) -> None:
     text = _text(nbformat.read(sparse_run / REPORT_NOTEBOOK, as_version=4))
     assert "no gates.json in this run" in text
-    for section in ("Intersections (e.g. race x gender)", "Prompt variants by age",
+    for section in ("Intersections (e.g. race x gender)", "Prompt variants",
                     "Accuracy by subgroup", "Template sensitivity"):
         assert f"**{section}:** {NOT_COMPUTED}." in text
     assert "Notice:" not in text

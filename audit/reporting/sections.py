@@ -132,7 +132,10 @@ def show_variant_comparisons(run: RunData) -> None:
     if len(run.variants) < 2:
         skip("Prompt variants", "this probe declares one label-set variant")
         return
-    for col in tb.variant_columns(run):
+    cols = tb.variant_columns(run)
+    if not cols:
+        skip("Prompt variants")
+    for col in cols:
         show_variant_comparison(run, col)
 
 
@@ -142,6 +145,7 @@ def show_variant_comparison(run: RunData, group_col: str) -> None:
     col = md_text(group_col)
     for dataset in _each_dataset(run, "category_rate"):
         _dataset_heading(dataset)
+        shown = 0
         for compare in [v for v in run.variants if v != run.base_variant]:
             for category in run.categories:
                 fig = ff.plot_variant_comparison(
@@ -154,6 +158,9 @@ def show_variant_comparison(run: RunData, group_col: str) -> None:
                           f"'{md_text(category)}', its bars drop for the {col} groups it "
                           "concerns; changes elsewhere are side effects.",
                      what=f"Prompt variants by {col}")
+                shown += 1
+        if not shown:
+            skip(f"Prompt variants by {col}")
         rows = run.rows("variant_change", group_col=group_col, dataset=dataset)
         if not rows.empty:
             table(tb.variant_change_table(run, group_col, dataset=dataset),
