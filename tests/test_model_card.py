@@ -18,7 +18,7 @@ from audit.model_card import (
     TASK,
     write_model_card,
 )
-from audit.reporting.sample import MODELS, NOTICE, write_sample_run
+from audit.testing.sample_run import MODELS, NOTICE, write_sample_run
 from audit.results import GATES, METRICS, ROBUSTNESS
 
 YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)

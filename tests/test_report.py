@@ -21,7 +21,7 @@ from audit.report import (
     strip_remote,
 )
 from audit.reporting.display import NOT_COMPUTED
-from audit.reporting.sample import NOTICE, write_sample_run
+from audit.testing.sample_run import NOTICE, write_sample_run
 from audit.results import GATES, METRICS, ROBUSTNESS
 
 REMOTE_TAG = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*['\"]?(?:https?:)?//", re.I)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from audit.report import REPORT_HTML, render_report
-from audit.reporting.sample import write_sample_run
+from audit.testing.sample_run import write_sample_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 

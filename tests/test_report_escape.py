@@ -17,7 +17,7 @@ import pytest
 from audit.model_card import MODEL_CARD
 from audit.report import REPORT_HTML, REPORT_NOTEBOOK, render_report
 from audit.reporting.escape import html_text, md_text, mpl_text
-from audit.reporting.sample import write_sample_run
+from audit.testing.sample_run import write_sample_run
 from audit.results import GATES, MANIFEST, METRICS
 
 SCRIPT = "<script>alert(1)</script>"

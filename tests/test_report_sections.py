@@ -15,7 +15,7 @@ from audit.model_card import model_card_text
 from audit.reporting import display
 from audit.reporting import verdict as vd
 from audit.reporting.display import interval
-from audit.reporting.sample import write_sample_run
+from audit.testing.sample_run import write_sample_run
 from audit.reporting.tables import gate_table, variant_rates
 from audit.results import GATES, METRICS
 

@@ -189,5 +189,5 @@ def plot_gate_forest(run: RunData) -> Figure | None:
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="y", visible=False)
     axes[-1].set_xlabel("estimate and 95% interval (% for rates and accuracies; "
-                        "the gate's own unit otherwise)")
+                        "the gate's own unit otherwise)", fontsize=9)
     return fig
