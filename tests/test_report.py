@@ -193,6 +193,28 @@ def test_probe_report_notebooks_chooses_template(tmp_path: Path) -> None:
     assert templates_for(run_dir, "fairness") == [notebook_dir() / TEMPLATES["fairness"]]
 
 
+def test_probe_notebooks_are_the_paths_the_probe_resolved(tmp_path: Path) -> None:
+    """A notebook path is taken relative to the probe file, as the loader resolved it; the
+    template folder is not searched by file name (only kinds name templates)."""
+    from audit.report import templates_for
+
+    run_dir = write_sample_run(tmp_path / "run", "fairness")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    probe_dir = tmp_path / "probes"
+    probe_dir.mkdir()
+    custom = probe_dir / "mine.ipynb"
+    custom.write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    manifest["probe"]["path"] = str(probe_dir / "p.yaml")
+    for names, expected in ((["mine.ipynb"], [custom]), ([str(custom)], [custom])):
+        manifest["probe"]["resolved"]["report"] = {"notebooks": names}
+        (run_dir / "manifest.json").write_text(json.dumps(manifest))
+        assert templates_for(run_dir) == expected
+    manifest["probe"]["resolved"]["report"] = {"notebooks": [TEMPLATES["fairness"]]}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="not found"):
+        templates_for(run_dir)
+
+
 @pytest.mark.parametrize("name", sorted(TEMPLATES.values()))
 def test_templates_have_one_parameters_cell(name: str) -> None:
     nb = nbformat.read(notebook_dir() / name, as_version=4)
