@@ -140,3 +140,13 @@ def test_reading_notes_fairface_only(tmp_path: Path, shown: list[Any]) -> None:
     manifest = {**run.manifest, "datasets": [{"name": "world", "adapter": "demo"}]}
     rp.show_reading_notes(rp.RunData(run.run_dir, manifest, metrics, run.gates, None))
     assert "perceived" not in _text(shown) and "label vocabulary" in _text(shown)
+
+
+def test_compared_names_units() -> None:
+    er = {"metric": "effective_robustness", "judge": "lower", "judged": 1.25, "op": ">=",
+          "threshold": 0.0, "value": 3.5, "ci_low": 1.25, "ci_high": 5.75}
+    assert vd.compared(er) == "lower 95% bound +1.2 pts >= +0.0 pts"
+    assert vd.estimate(er) == "+3.5 pts (+1.2 pts to +5.8 pts)"
+    ratio = {"metric": "disparity_ratio", "judge": "point", "judged": float("inf"), "op": "<=",
+             "threshold": 1.25, "value": float("inf")}
+    assert vd.compared(ratio) == "estimate undefined <= 1.25"

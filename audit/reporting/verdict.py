@@ -90,14 +90,20 @@ def worst_results(gates: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-def _num(x: Any, proportion: bool) -> str:
+#: Gate metrics measured in accuracy points.
+POINTS = frozenset({"effective_robustness", "relative_robustness"})
+
+
+def _num(x: Any, proportion: bool, points: bool = False) -> str:
     try:
         v = float(x)
     except (TypeError, ValueError):
         return "\u2013"
     if not math.isfinite(v):
         return "undefined"
-    return f"{100 * v:.1f}%" if proportion else f"{v:.3g}"
+    if proportion:
+        return f"{100 * v:.1f}%"
+    return f"{v:+.1f} pts" if points else f"{v:.3g}"
 
 
 def compared(r: Mapping[str, Any]) -> str:
@@ -105,13 +111,14 @@ def compared(r: Mapping[str, Any]) -> str:
     'adjusted p-value 4.2e-24 >= alpha 0.05 (alternative: greater)'."""
     judge = str(r.get("judge") or "point")
     prop = str(r.get("metric")) in PROPORTIONS and judge != "p_value"
+    points = str(r.get("metric")) in POINTS
     what = str(r.get("statistic") or JUDGED.get(judge, judge))
     against = r.get("compared_to")
-    limit = _num(r.get("threshold"), prop)
+    limit = _num(r.get("threshold"), prop, points)
     if judge == "p_value":
         limit = f"alpha {limit}"
     judged = r.get("judged") if r.get("judged") is not None else r.get("value")
-    text = f"{what} {_num(judged, prop)} {r.get('op') or 'vs'} {against or limit}"
+    text = f"{what} {_num(judged, prop, points)} {r.get('op') or 'vs'} {against or limit}"
     if r.get("alternative"):
         text += f" (alternative: {r['alternative']})"
     return text
@@ -119,11 +126,11 @@ def compared(r: Mapping[str, Any]) -> str:
 
 def estimate(r: Mapping[str, Any]) -> str:
     """'25.0% (19.4% to 31.6%)', in the metric's unit."""
-    prop = str(r.get("metric")) in PROPORTIONS
+    prop, points = str(r.get("metric")) in PROPORTIONS, str(r.get("metric")) in POINTS
     lo, hi = r.get("ci_low"), r.get("ci_high")
-    text = _num(r.get("value"), prop)
+    text = _num(r.get("value"), prop, points)
     if lo is not None and hi is not None:
-        text += f" ({_num(lo, prop)} to {_num(hi, prop)})"
+        text += f" ({_num(lo, prop, points)} to {_num(hi, prop, points)})"
     return text
 
 
