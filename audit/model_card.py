@@ -57,6 +57,16 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body])
 
 
+def public_source(source: object) -> str:
+    """A dataset source fit for a shared card: a hub id as is, a local path by its last
+    folder name only (a card never shows where files lie on someone's machine)."""
+    text = str(source or "")
+    if text and not _HUB_ID.match(text) and (Path(text).is_absolute() or "/" in text
+                                              or "\\" in text):
+        return f"{Path(text).name} (local folder)"
+    return text
+
+
 def _dataset_type(d: dict[str, Any]) -> str:
     source = str(d.get("source") or "")
     return source if _HUB_ID.match(source) else str(d.get("adapter") or d.get("name"))
@@ -189,7 +199,7 @@ def model_card_text(run: RunData) -> str:
             f"variant ({', '.join(run.variants)})" if run.kind == "fairness" else
             "zero-shot top-1 on ImageNet and its natural distribution shifts, and effective "
             "robustness against standard ImageNet models")
-    data = pd.DataFrame([{"dataset": d.get("name"), "source": d.get("source"),
+    data = pd.DataFrame([{"dataset": d.get("name"), "source": public_source(d.get("source")),
                           "config": d.get("config") or "\u2013", "split": d.get("split") or "\u2013",
                           "revision": d.get("revision") or "not pinned",
                           "images": d.get("num_rows"), "skipped": len(d.get("skipped") or [])}

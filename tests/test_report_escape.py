@@ -65,6 +65,7 @@ def _hostile_run(run_dir: Path) -> Path:
     manifest = _swap(json.loads((run_dir / MANIFEST).read_text()))
     manifest["probe"].update(name=PROBE_NAME, notice=NOTICE, path="/home/someone/secret/p.yaml")
     manifest["probe"].setdefault("resolved", {})["description"] = DESCRIPTION
+    manifest["datasets"][0]["source"] = "/home/someone/photos"
     (run_dir / MANIFEST).write_text(json.dumps(manifest))
     gates = _swap(json.loads((run_dir / GATES).read_text()))
     for row in gates.get("results", []) + gates.get("verdicts", []):
