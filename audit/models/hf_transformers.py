@@ -155,6 +155,15 @@ def _features(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
+def _check_dual_encoder(model: Any, model_id: str) -> None:
+    missing = [m for m in FEATURE_METHODS if not callable(getattr(model, m, None))]
+    if missing:
+        model_type = getattr(model.config, "model_type", "?")
+        raise DataError(f"model '{model_id}' is a {type(model).__name__} (model type '{model_type}'), not a "
+                        f"dual encoder: it has no {' or '.join(missing)}",
+                        fix="use a contrastive image-text model such as CLIP, SigLIP or SigLIP 2")
+
+
 def _scale_and_bias(model: Any, model_id: str) -> tuple[float, float | None]:
     if getattr(model, "logit_scale", None) is not None:
         scale = float(model.logit_scale.detach().float().exp().reshape(-1)[0])
@@ -243,6 +252,7 @@ class TransformersModel:
 
             transformers.logging.set_verbosity_error()  # weight-loading bars and init notes are noise here
             model = AutoModel.from_pretrained(t.source, dtype=torch.float32, **kwargs)
+            _check_dual_encoder(model, self._id)
             tokenizer = AutoTokenizer.from_pretrained(t.source, **kwargs)
             processor = AutoImageProcessor.from_pretrained(t.source, **kwargs)
         except ImportError as exc:
@@ -260,11 +270,6 @@ class TransformersModel:
 
         model, tokenizer, processor = self._from_pretrained()
         model_type = str(getattr(model.config, "model_type", ""))
-        missing = [m for m in FEATURE_METHODS if not callable(getattr(model, m, None))]
-        if missing:
-            raise DataError(f"model '{self._id}' is a {type(model).__name__} (model type '{model_type}'), not a "
-                            f"dual encoder: it has no {' or '.join(missing)}",
-                            fix="use a contrastive image-text model such as CLIP, SigLIP or SigLIP 2")
         scale, bias = _scale_and_bias(model, self._id)
         model.eval().to(self.device)
         names = getattr(processor, "model_input_names", None) or ["pixel_values"]
