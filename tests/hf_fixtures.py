@@ -15,48 +15,66 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
-#: The package's tiny open_clip config (``audit/models/configs/audit-tiny-vit.json``) in transformers'
-#: terms: 2 layers, width 64, 2 heads, 32 px, patch 8, 32-token context, exact GELU.
-TINY = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "hidden_act": "gelu"}
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def write_clip_tokenizer(root: Path) -> None:
-    """``vocab.json`` + ``merges.txt`` from open_clip's shipped BPE file (49408 tokens)."""
+@lru_cache(maxsize=1)
+def _clip_vocab_files() -> tuple[str, str]:
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
 
     merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
     byte_chars = list(bytes_to_unicode().values())
     vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
-    (root / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}), encoding="utf-8")
-    (root / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return json.dumps({tok: i for i, tok in enumerate(vocab)}), "#version: 0.2\n" + "\n".join(merges) + "\n"
 
 
-def clip_config() -> Any:
+def write_clip_tokenizer(root: Path) -> None:
+    """``vocab.json`` + ``merges.txt`` from open_clip's shipped BPE file (49408 tokens), built the
+    way open_clip's ``SimpleTokenizer`` builds its vocabulary."""
+    vocab, merges = _clip_vocab_files()
+    (root / "vocab.json").write_text(vocab, encoding="utf-8")
+    (root / "merges.txt").write_text(merges, encoding="utf-8")
+
+
+def clip_config(arch: str = "audit-tiny-vit") -> Any:
+    """A ``CLIPConfig`` with the shape of open_clip's ViT config ``arch`` (the package's tiny
+    2-layer one by default: width 64, 2 heads, 32 px, patch 8, 32-token context)."""
+    import open_clip
     from transformers import CLIPConfig
 
-    return CLIPConfig(
-        text_config={**TINY, "vocab_size": 49408, "max_position_embeddings": 32,
-                     "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407},
-        vision_config={**TINY, "image_size": 32, "patch_size": 8}, projection_dim=64)
+    from audit.models.openclip import register_configs
+
+    register_configs()
+    cfg = open_clip.get_model_config(arch)
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    act = "quick_gelu" if cfg.get("quick_gelu") else "gelu"
+    vision = {"hidden_size": v["width"], "intermediate_size": int(v["width"] * v.get("mlp_ratio", 4.0)),
+              "num_hidden_layers": v["layers"], "num_attention_heads": v["width"] // v.get("head_width", 64),
+              "image_size": v["image_size"], "patch_size": v["patch_size"], "hidden_act": act}
+    text = {"hidden_size": t["width"], "intermediate_size": int(t["width"] * t.get("mlp_ratio", 4.0)),
+            "num_hidden_layers": t["layers"], "num_attention_heads": t["heads"], "hidden_act": act,
+            "vocab_size": t["vocab_size"], "max_position_embeddings": t["context_length"],
+            "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=cfg["embed_dim"])
 
 
 def save_clip(root: Path, model: Any) -> Path:
-    """``model`` (a CLIPModel) with a CLIP tokenizer and a 32 px CLIP image processor."""
+    """``model`` (a CLIPModel) with a CLIP tokenizer and a CLIP image processor at its image size."""
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     write_clip_tokenizer(root)
     tokenizer = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"))
-    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+    size = model.config.vision_config.image_size
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                                    image_mean=OPENAI_MEAN, image_std=OPENAI_STD)
     model.save_pretrained(root)
     tokenizer.save_pretrained(root)
@@ -111,9 +129,10 @@ def tiny_siglip(root: Path, corpus: list[str], *, version: int = 1, seed: int = 
     else:
         tokenizer = siglip2_tokenizer(corpus)
     pad = tokenizer.pad_token_id
-    text = {**TINY, "hidden_act": "gelu_pytorch_tanh", "vocab_size": len(tokenizer), "max_position_embeddings": 64,
+    tiny = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2}
+    text = {**tiny, "hidden_act": "gelu_pytorch_tanh", "vocab_size": len(tokenizer), "max_position_embeddings": 64,
             "pad_token_id": pad, "eos_token_id": tokenizer.eos_token_id, "bos_token_id": None}
-    vision = {**TINY, "hidden_act": "gelu_pytorch_tanh", "patch_size": 8}
+    vision = {**tiny, "hidden_act": "gelu_pytorch_tanh", "patch_size": 8}
     torch.manual_seed(seed)
     if version == 1:
         model = SiglipModel(SiglipConfig(text_config=text, vision_config={**vision, "image_size": 32}))
@@ -146,6 +165,17 @@ def _layers(out: dict[str, torch.Tensor], hf: str, oc: str, sd: dict[str, torch.
             for suffix in ("weight", "bias"):
                 out[f"{hf}.{i}.{hf_name}.{suffix}"] = sd[f"{oc}.{i}.{oc_name}.{suffix}"]
         _split_attention(out, f"{hf}.{i}.self_attn", f"{oc}.{i}.attn", sd)
+
+
+def convert_openclip(oc_model: Any, arch: str) -> Any:
+    """An open_clip ViT CLIP model as a transformers ``CLIPModel`` with the same weights."""
+    from transformers import CLIPModel
+
+    hf = CLIPModel(clip_config(arch))
+    layers = hf.config.text_config.num_hidden_layers
+    assert layers == hf.config.vision_config.num_hidden_layers, "towers of different depth: pass both"
+    hf.load_state_dict(openclip_to_hf(oc_model.state_dict(), layers), strict=True)
+    return hf.eval()
 
 
 def openclip_to_hf(sd: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:

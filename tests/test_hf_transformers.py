@@ -22,7 +22,7 @@ from audit.classify import class_weights, zero_shot_scores  # noqa: E402
 from audit.cli import main  # noqa: E402
 from audit.errors import DataError, UserError  # noqa: E402
 from audit.models.hf_transformers import TransformersModel  # noqa: E402
-from tests.hf_fixtures import openclip_to_hf, save_clip, tiny_clip, tiny_siglip  # noqa: E402
+from tests.hf_fixtures import convert_openclip, save_clip, tiny_clip, tiny_siglip  # noqa: E402
 
 TEMPLATES = ["a photo of a {}.", "a close-up photo of the face of a {}."]
 LABELS = ["cat", "dog", "person", "thief", "gorilla", "child"]
@@ -35,6 +35,22 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
     return {"clip": tiny_clip(root / "clip"), "siglip": tiny_siglip(root / "siglip", CORPUS),
             "siglip2": tiny_siglip(root / "siglip2", CORPUS, version=2)}
+
+
+@pytest.fixture(scope="session")
+def adapters(models: dict[str, Path]) -> dict[str, TransformersModel]:
+    """One loaded adapter per model, shared: loading is the slow part on 2 cores."""
+    return {kind: TransformersModel(f"transformers:{path}") for kind, path in models.items()}
+
+
+@pytest.fixture(scope="session")
+def reference(models: dict[str, Path]) -> dict[str, tuple[Any, Any, Any]]:
+    """Each model as transformers alone loads it, as its zero-shot pipeline does: AutoModel,
+    AutoTokenizer, AutoImageProcessor."""
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    return {kind: (AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path),
+                   AutoImageProcessor.from_pretrained(path)) for kind, path in models.items()}
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +73,11 @@ def audit_scores(model: Any, images: list[Any], labels: list[str], templates: li
     return zero_shot_scores(feats, weights, model.info.logit_scale, model.info.logit_bias)
 
 
-def reference_scores(path: Path, images: list[Any], labels: list[str], templates: list[str],
+def reference_scores(parts: tuple[Any, Any, Any], images: list[Any], labels: list[str], templates: list[str],
                      padding: dict[str, Any]) -> np.ndarray:
     """Zero-shot logits written with transformers alone: features, L2 norm, template mean, renorm,
     ``exp(logit_scale) * cos + logit_bias``."""
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-
-    model = AutoModel.from_pretrained(path).eval()
-    tok, proc = AutoTokenizer.from_pretrained(path), AutoImageProcessor.from_pretrained(path)
+    model, tok, proc = parts
     with torch.no_grad():
         img = model.get_image_features(**proc(images=images, return_tensors="pt")).pooler_output
         img = img / img.norm(dim=-1, keepdim=True)
@@ -85,10 +98,10 @@ PADDING = {"clip": {"padding": True}, "siglip": SIGLIP_PADDING, "siglip2": SIGLI
 
 
 @pytest.mark.parametrize("kind", ["clip", "siglip", "siglip2"])
-def test_scores_equal_an_independent_transformers_computation(models, images, kind: str) -> None:
-    model = TransformersModel(f"transformers:{models[kind]}")
+def test_scores_equal_an_independent_transformers_computation(adapters, reference, images, kind: str) -> None:
+    model = adapters[kind]
     ours = audit_scores(model, images, LABELS, TEMPLATES)
-    ref = reference_scores(models[kind], images, LABELS, TEMPLATES, PADDING[kind])
+    ref = reference_scores(reference[kind], images, LABELS, TEMPLATES, PADDING[kind])
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
     assert (ours.argmax(1) == ref.argmax(1)).all()
     emb = model.encode_images(torch.stack([model.preprocess(im) for im in images]))
@@ -97,13 +110,14 @@ def test_scores_equal_an_independent_transformers_computation(models, images, ki
 
 
 @pytest.mark.parametrize("kind", ["clip", "siglip", "siglip2"])
-def test_top1_and_scores_equal_the_pipeline_with_one_template(models, images, kind: str) -> None:
+def test_top1_and_scores_equal_the_pipeline_with_one_template(adapters, reference, images, kind: str) -> None:
     from transformers import pipeline
 
     template = "This is a photo of {}."
-    model = TransformersModel(f"transformers:{models[kind]}")
+    model = adapters[kind]
     ours = audit_scores(model, images, LABELS, [template])
-    clf = pipeline("zero-shot-image-classification", model=str(models[kind]), device="cpu")
+    hf, tok, proc = reference[kind]
+    clf = pipeline("zero-shot-image-classification", model=hf, tokenizer=tok, image_processor=proc, device="cpu")
     for row, image in zip(ours, images):
         out = clf(image, candidate_labels=LABELS, hypothesis_template=template)
         theirs = {d["label"]: d["score"] for d in out}
@@ -114,13 +128,11 @@ def test_top1_and_scores_equal_the_pipeline_with_one_template(models, images, ki
 
 
 @pytest.mark.parametrize("kind", ["siglip", "siglip2"])
-def test_siglip_text_is_padded_to_64_not_to_the_longest_prompt(models, kind: str) -> None:
-    from transformers import AutoModel, AutoTokenizer
-
+def test_siglip_text_is_padded_to_64_not_to_the_longest_prompt(adapters, reference, kind: str) -> None:
     prompts = ["a cat", "a photo of the face of a person"]
-    model = TransformersModel(f"transformers:{models[kind]}")
+    model = adapters[kind]
     ours = model.encode_texts(prompts)
-    hf, tok = AutoModel.from_pretrained(models[kind]).eval(), AutoTokenizer.from_pretrained(models[kind])
+    hf, tok, _ = reference[kind]
 
     def encode(**padding: Any) -> np.ndarray:
         with torch.no_grad():
@@ -139,18 +151,14 @@ def test_same_weights_through_open_clip_and_transformers_agree(tmp_path, images)
     """audit-tiny-vit (a 2-layer ViT-B-32 shape) at random weights, once as an open_clip checkpoint
     and once converted with transformers' CLIP conversion key mapping."""
     import open_clip
-    from transformers import CLIPModel
 
     from audit.models.openclip import OpenClipModel, register_configs
-    from tests.hf_fixtures import clip_config
 
     register_configs()
     torch.manual_seed(1)
     oc = open_clip.create_model("audit-tiny-vit")
     torch.save(oc.state_dict(), tmp_path / "tiny.pt")
-    hf = CLIPModel(clip_config())
-    hf.load_state_dict(openclip_to_hf(oc.state_dict(), layers=2), strict=True)
-    save_clip(tmp_path / "hf", hf.eval())
+    save_clip(tmp_path / "hf", convert_openclip(oc, "audit-tiny-vit"))
     a = OpenClipModel(f"audit-tiny-vit:{tmp_path / 'tiny.pt'}")
     b = TransformersModel(f"transformers:{tmp_path / 'hf'}")
     ia, ib = (m.encode_images(torch.stack([m.preprocess(im) for im in images])) for m in (a, b))
@@ -192,21 +200,21 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
 
 def test_cached_hub_repo_loads_offline_and_its_commit_enters_the_cache_key(models, hub_cache) -> None:
     c1, c2 = "1" * 40, "2" * 40
-    fake_hub_cache(hub_cache, "org/tiny-clip", c1, models["clip"])
-    first = TransformersModel("transformers:org/tiny-clip")
-    assert first.info.extra["revision"] == c1 and first.info.weights == f"org/tiny-clip@{c1}"
-    fake_hub_cache(hub_cache, "org/tiny-clip2", c2, models["clip"])
-    second = TransformersModel("transformers:org/tiny-clip2")
+    fake_hub_cache(hub_cache, "org/tiny", c1, models["siglip"])
+    first = TransformersModel("transformers:org/tiny")
+    assert first.info.extra["revision"] == c1 and first.info.weights == f"org/tiny@{c1}"
+    fake_hub_cache(hub_cache, "org/tiny2", c2, models["siglip"])
+    second = TransformersModel("transformers:org/tiny2")
     assert first.info.cache_key != second.info.cache_key
-    pinned = TransformersModel(f"transformers:org/tiny-clip@{c1}")
+    pinned = TransformersModel(f"transformers:org/tiny@{c1}")
     assert pinned.info.cache_key == first.info.cache_key
 
 
-def test_local_dir_revision_is_the_file_digests(models, tmp_path) -> None:
-    a = TransformersModel(f"transformers:{models['clip']}")
+def test_local_dir_revision_is_the_file_digests(adapters, models, tmp_path) -> None:
+    a = adapters["siglip"]
     assert set(a.info.extra["revision"]) >= {"config.json", "model.safetensors", "tokenizer_config.json"}
     copy = tmp_path / "copy"
-    shutil.copytree(models["clip"], copy)
+    shutil.copytree(models["siglip"], copy)
     cfg = json.loads((copy / "preprocessor_config.json").read_text())
     cfg["resample"] = 2  # bilinear instead of bicubic: other embeddings, so another cache key
     (copy / "preprocessor_config.json").write_text(json.dumps(cfg))

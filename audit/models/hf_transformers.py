@@ -251,7 +251,7 @@ class TransformersModel:
             from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
             transformers.logging.set_verbosity_error()  # weight-loading bars and init notes are noise here
-            model = AutoModel.from_pretrained(t.source, dtype=torch.float32, **kwargs)
+            model = AutoModel.from_pretrained(t.source, **kwargs).float()  # autocast decides precision
             _check_dual_encoder(model, self._id)
             tokenizer = AutoTokenizer.from_pretrained(t.source, **kwargs)
             processor = AutoImageProcessor.from_pretrained(t.source, **kwargs)
