@@ -316,3 +316,32 @@ def test_offline_run_with_an_uncached_hub_model_exits_3_without_traceback(tmp_pa
     err = capsys.readouterr().err
     assert code == 3
     assert "huggingface-cli download org/absent" in err and "Traceback" not in err
+
+
+def test_validate_checks_transformers_ids_without_importing_torch_or_transformers(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import LABEL_SETS, REPO
+
+    model_dir, oc_dir = tmp_path / "tiny", tmp_path / "oc"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    oc_dir.mkdir()
+    (oc_dir / "open_clip_config.json").write_text("{}")
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(textwrap.dedent(PROBE.format(clip=model_dir, siglip="org/name@v1", ls=LABEL_SETS)))
+    bad.write_text(textwrap.dedent(PROBE.format(clip=oc_dir, siglip="org/na me", ls=LABEL_SETS)))
+    code = ("import sys\nfrom audit.cli import main\nrc = main(['validate', sys.argv[1], sys.argv[2]])\n"
+            "print('HEAVY', sorted({'torch', 'transformers'} & set(sys.modules)))\nsys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(good), str(bad)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 2 and f"ok: {good}" in proc.stdout
+    assert f"use local-dir:{oc_dir}" in proc.stderr and "'org/na me' is not a hub repo id" in proc.stderr
+
+
+def test_audit_list_shows_the_transformers_scheme(capsys) -> None:
+    assert main(["list"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("models:"))
+    assert "transformers:org/name[@revision]" in line and "transformers:/path" in line
