@@ -222,6 +222,16 @@ def test_local_dir_revision_is_the_file_digests(adapters, models, tmp_path) -> N
     assert a.info.cache_key != b.info.cache_key
 
 
+def test_precision_enters_the_cache_key_and_bf16_stays_close(adapters, models, images) -> None:
+    fp32 = adapters["siglip"]
+    bf16 = TransformersModel(f"transformers:{models['siglip']}", precision="amp_bf16")
+    assert (fp32.info.precision, bf16.info.precision) == ("fp32", "amp_bf16")
+    assert fp32.info.cache_key != bf16.info.cache_key
+    batch = torch.stack([fp32.preprocess(im) for im in images])
+    cos = (fp32.encode_images(batch) * bf16.encode_images(batch)).sum(1)
+    assert cos.min() > 0.98 and bf16.encode_images(batch).dtype == np.float32
+
+
 def test_info_cache_skips_loading_the_weights(models, tmp_path) -> None:
     first = TransformersModel(f"transformers:{models['siglip']}", info_cache=tmp_path / "models")
     again = TransformersModel(f"transformers:{models['siglip']}", info_cache=tmp_path / "models")

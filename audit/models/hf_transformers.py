@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,22 @@ def _features(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """While loading: no weight-loading bars or init notes from transformers (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _check_dual_encoder(model: Any, model_id: str) -> None:
     missing = [m for m in FEATURE_METHODS if not callable(getattr(model, m, None))]
     if missing:
@@ -247,14 +264,13 @@ class TransformersModel:
         t = self._target
         kwargs: dict[str, Any] = {"revision": t.revision, "local_files_only": t.local_only}
         try:
-            import transformers
             from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-            transformers.logging.set_verbosity_error()  # weight-loading bars and init notes are noise here
-            model = AutoModel.from_pretrained(t.source, **kwargs).float()  # autocast decides precision
-            _check_dual_encoder(model, self._id)
-            tokenizer = AutoTokenizer.from_pretrained(t.source, **kwargs)
-            processor = AutoImageProcessor.from_pretrained(t.source, **kwargs)
+            with _quiet_transformers():
+                model = AutoModel.from_pretrained(t.source, **kwargs).float()  # autocast decides precision
+                _check_dual_encoder(model, self._id)
+                tokenizer = AutoTokenizer.from_pretrained(t.source, **kwargs)
+                processor = AutoImageProcessor.from_pretrained(t.source, **kwargs)
         except ImportError as exc:
             raise DataError(f"model '{self._id}' needs a package that is not installed: {exc}".strip(),
                             fix="pip install transformers sentencepiece protobuf") from None
