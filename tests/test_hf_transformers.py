@@ -355,3 +355,12 @@ def test_audit_list_shows_the_transformers_scheme(capsys) -> None:
     assert main(["list"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("models:"))
     assert "transformers:org/name[@revision]" in line and "transformers:/path" in line
+
+
+@pytest.mark.slow
+def test_bench_transformers_smoke(tmp_path) -> None:
+    from tests.test_benchmarks import run_smoke
+
+    fields = run_smoke("bench_transformers.py", tmp_path=tmp_path)
+    assert float(fields["max_abs_diff_same_pixels"]) < 1e-4  # the same weights, both ways
+    assert float(fields["forward_transformers_over_openclip"]) > 0 and fields["arch"] == "audit-tiny-vit"
