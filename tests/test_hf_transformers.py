@@ -29,18 +29,32 @@ LABELS = ["cat", "dog", "person", "thief", "gorilla", "child"]
 CORPUS = [t.format(lb) for t in TEMPLATES + ["This is a photo of {}.", "{}"] for lb in LABELS] * 4
 
 
+class _Lazy(dict):  # type: ignore[type-arg]
+    """kind -> value, built on first use (SigLIP's SentencePiece tokenizer needs protobuf)."""
+
+    def __init__(self, build: Any) -> None:
+        super().__init__()
+        self.build = build
+
+    def __missing__(self, kind: str) -> Any:
+        if kind == "siglip":
+            pytest.importorskip("google.protobuf", reason="SigLIP's SentencePiece tokenizer needs protobuf")
+        self[kind] = value = self.build(kind)
+        return value
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    pytest.importorskip("google.protobuf", reason="SigLIP's SentencePiece tokenizer needs protobuf")
     root = tmp_path_factory.mktemp("hf")
-    return {"clip": tiny_clip(root / "clip"), "siglip": tiny_siglip(root / "siglip", CORPUS),
-            "siglip2": tiny_siglip(root / "siglip2", CORPUS, version=2)}
+    build = {"clip": lambda: tiny_clip(root / "clip"), "siglip": lambda: tiny_siglip(root / "siglip", CORPUS),
+             "siglip2": lambda: tiny_siglip(root / "siglip2", CORPUS, version=2)}
+    return _Lazy(lambda kind: build[kind]())
 
 
 @pytest.fixture(scope="session")
 def adapters(models: dict[str, Path]) -> dict[str, TransformersModel]:
     """One loaded adapter per model, shared: loading is the slow part on 2 cores."""
-    return {kind: TransformersModel(f"transformers:{path}") for kind, path in models.items()}
+    return _Lazy(lambda kind: TransformersModel(f"transformers:{models[kind]}"))
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +63,9 @@ def reference(models: dict[str, Path]) -> dict[str, tuple[Any, Any, Any]]:
     AutoTokenizer, AutoImageProcessor."""
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    return {kind: (AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path),
-                   AutoImageProcessor.from_pretrained(path)) for kind, path in models.items()}
+    return _Lazy(lambda kind: (AutoModel.from_pretrained(models[kind]).eval(),
+                               AutoTokenizer.from_pretrained(models[kind]),
+                               AutoImageProcessor.from_pretrained(models[kind])))
 
 
 @pytest.fixture(scope="session")
@@ -200,10 +215,10 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
 
 def test_cached_hub_repo_loads_offline_and_its_commit_enters_the_cache_key(models, hub_cache) -> None:
     c1, c2 = "1" * 40, "2" * 40
-    fake_hub_cache(hub_cache, "org/tiny", c1, models["siglip"])
+    fake_hub_cache(hub_cache, "org/tiny", c1, models["siglip2"])
     first = TransformersModel("transformers:org/tiny")
     assert first.info.extra["revision"] == c1 and first.info.weights == f"org/tiny@{c1}"
-    fake_hub_cache(hub_cache, "org/tiny2", c2, models["siglip"])
+    fake_hub_cache(hub_cache, "org/tiny2", c2, models["siglip2"])
     second = TransformersModel("transformers:org/tiny2")
     assert first.info.cache_key != second.info.cache_key
     pinned = TransformersModel(f"transformers:org/tiny@{c1}")
@@ -211,10 +226,10 @@ def test_cached_hub_repo_loads_offline_and_its_commit_enters_the_cache_key(model
 
 
 def test_local_dir_revision_is_the_file_digests(adapters, models, tmp_path) -> None:
-    a = adapters["siglip"]
+    a = adapters["siglip2"]
     assert set(a.info.extra["revision"]) >= {"config.json", "model.safetensors", "tokenizer_config.json"}
     copy = tmp_path / "copy"
-    shutil.copytree(models["siglip"], copy)
+    shutil.copytree(models["siglip2"], copy)
     cfg = json.loads((copy / "preprocessor_config.json").read_text())
     cfg["resample"] = 2  # bilinear instead of bicubic: other embeddings, so another cache key
     (copy / "preprocessor_config.json").write_text(json.dumps(cfg))
@@ -223,8 +238,8 @@ def test_local_dir_revision_is_the_file_digests(adapters, models, tmp_path) -> N
 
 
 def test_precision_enters_the_cache_key_and_bf16_stays_close(adapters, models, images) -> None:
-    fp32 = adapters["siglip"]
-    bf16 = TransformersModel(f"transformers:{models['siglip']}", precision="amp_bf16")
+    fp32 = adapters["siglip2"]
+    bf16 = TransformersModel(f"transformers:{models['siglip2']}", precision="amp_bf16")
     assert (fp32.info.precision, bf16.info.precision) == ("fp32", "amp_bf16")
     assert fp32.info.cache_key != bf16.info.cache_key
     batch = torch.stack([fp32.preprocess(im) for im in images])
@@ -233,8 +248,8 @@ def test_precision_enters_the_cache_key_and_bf16_stays_close(adapters, models, i
 
 
 def test_info_cache_skips_loading_the_weights(models, tmp_path) -> None:
-    first = TransformersModel(f"transformers:{models['siglip']}", info_cache=tmp_path / "models")
-    again = TransformersModel(f"transformers:{models['siglip']}", info_cache=tmp_path / "models")
+    first = TransformersModel(f"transformers:{models['siglip2']}", info_cache=tmp_path / "models")
+    again = TransformersModel(f"transformers:{models['siglip2']}", info_cache=tmp_path / "models")
     assert first.loaded and not again.loaded and again.info == first.info
     np.testing.assert_allclose(again.encode_texts(["a cat"]), first.encode_texts(["a cat"]), atol=1e-6)
 
@@ -296,14 +311,14 @@ def test_probe_with_transformers_models_runs_end_to_end_offline(models, tmp_path
     from tests.conftest import LABEL_SETS
 
     probe = tmp_path / "probe.yaml"
-    probe.write_text(textwrap.dedent(PROBE.format(clip=models["clip"], siglip=models["siglip"], ls=LABEL_SETS)))
+    probe.write_text(textwrap.dedent(PROBE.format(clip=models["clip"], siglip=models["siglip2"], ls=LABEL_SETS)))
     assert main(["validate", str(probe)]) == 0
     code = main(["run", str(probe), "--out", str(tmp_path / "run"), "--no-report", "--quiet"])
     assert code == 0, capsys.readouterr()
     run = tmp_path / "run"
     manifest = json.loads((run / "manifest.json").read_text())
     by_name = {m["name"]: m for m in manifest["models"]}
-    clip, siglip = by_name["tiny clip"], by_name[f"transformers:{models['siglip']}"]
+    clip, siglip = by_name["tiny clip"], by_name[f"transformers:{models['siglip2']}"]
     assert clip["scheme"] == siglip["scheme"] == "transformers"
     assert (clip["padding"], clip["pipeline_scores"], clip["logit_bias"]) == (True, "softmax", None)
     assert (siglip["padding"], siglip["max_length"], siglip["pipeline_scores"]) == ("max_length", 64, "sigmoid")
@@ -312,7 +327,7 @@ def test_probe_with_transformers_models_runs_end_to_end_offline(models, tmp_path
     import pandas as pd
 
     preds = pd.read_parquet(run / "predictions.parquet")
-    assert set(preds["model"]) == {"tiny clip", f"transformers:{models['siglip']}"}
+    assert set(preds["model"]) == {"tiny clip", f"transformers:{models['siglip2']}"}
     assert (run / "metrics.csv").exists()
 
 
