@@ -142,6 +142,16 @@ def test_top1_and_scores_equal_the_pipeline_with_one_template(adapters, referenc
     assert model.info.extra["pipeline_scores"] == ("softmax" if kind == "clip" else "sigmoid")
 
 
+def test_a_clip_prompt_longer_than_the_context_is_truncated_not_an_error(adapters, reference) -> None:
+    long = "a photo of a " + " ".join(LABELS * 10)  # > 32 tokens: the tiny tower's context
+    hf, tok, _ = reference["clip"]
+    ids = tok([long], return_tensors="pt", padding=True, truncation=True, max_length=32)
+    assert ids["input_ids"].shape[1] == 32 and ids["input_ids"][0, -1] == tok.eos_token_id
+    with torch.no_grad():
+        f = hf.get_text_features(**ids).pooler_output
+    np.testing.assert_allclose(adapters["clip"].encode_texts([long]), (f / f.norm()).numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["siglip", "siglip2"])
 def test_siglip_text_is_padded_to_64_not_to_the_longest_prompt(adapters, reference, kind: str) -> None:
     prompts = ["a cat", "a photo of the face of a person"]
@@ -321,6 +331,7 @@ def test_probe_with_transformers_models_runs_end_to_end_offline(models, tmp_path
     clip, siglip = by_name["tiny clip"], by_name[f"transformers:{models['siglip2']}"]
     assert clip["scheme"] == siglip["scheme"] == "transformers"
     assert (clip["padding"], clip["pipeline_scores"], clip["logit_bias"]) == (True, "softmax", None)
+    assert (clip["max_length"], clip["truncation"]) == (32, True)  # only prompts over the context
     assert (siglip["padding"], siglip["max_length"], siglip["pipeline_scores"]) == ("max_length", 64, "sigmoid")
     assert siglip["scoring"].startswith("sigmoid") and siglip["logit_bias"] == pytest.approx(-3.0)
     assert clip["transformers_version"] and "model.safetensors" in clip["revision"]

@@ -36,9 +36,13 @@ DEFAULT_TEXT: dict[str, Any] = {"padding": True}
 FEATURE_METHODS = ("get_image_features", "get_text_features")
 
 
-def text_settings(model_type: str) -> dict[str, Any]:
-    """Tokenizer arguments for prompts, exactly as the zero-shot pipeline chooses them."""
-    return dict(SIGLIP_TEXT if "siglip" in model_type else DEFAULT_TEXT)
+def text_settings(model_type: str, context: int | None = None) -> dict[str, Any]:
+    """Tokenizer arguments for prompts as the zero-shot pipeline chooses them. With ``context``
+    (the text tower's positions), a non-SigLIP prompt longer than that is truncated to it, as
+    open_clip's tokenizer does, where the pipeline would fail; shorter prompts are unaffected."""
+    if "siglip" in model_type:
+        return dict(SIGLIP_TEXT)
+    return {**DEFAULT_TEXT, **({"max_length": context, "truncation": True} if context else {})}
 
 
 def pipeline_scores(model_type: str) -> str:
@@ -290,7 +294,8 @@ class TransformersModel:
         model.eval().to(self.device)
         names = getattr(processor, "model_input_names", None) or ["pixel_values"]
         preprocess = _Preprocess(processor, names)
-        settings = text_settings(model_type)
+        text_config = getattr(model.config, "text_config", None)
+        settings = text_settings(model_type, getattr(text_config, "max_position_embeddings", None))
         self._loaded = (model, preprocess, tokenizer, settings)
         t = self._target
         resolved = t.resolved
