@@ -243,8 +243,10 @@ def test_local_dir_revision_is_the_file_digests(adapters, models, tmp_path) -> N
     cfg = json.loads((copy / "preprocessor_config.json").read_text())
     cfg["resample"] = 2  # bilinear instead of bicubic: other embeddings, so another cache key
     (copy / "preprocessor_config.json").write_text(json.dumps(cfg))
+    (copy / ".cache" / "huggingface").mkdir(parents=True)  # what `huggingface-cli download --local-dir` adds
+    (copy / ".cache" / "huggingface" / "download.lock").write_text("x")
     b = TransformersModel(f"transformers:{copy}")
-    assert a.info.cache_key != b.info.cache_key
+    assert a.info.cache_key != b.info.cache_key and set(b.info.extra["revision"]) == set(a.info.extra["revision"])
 
 
 def test_precision_enters_the_cache_key_and_bf16_stays_close(adapters, models, images) -> None:

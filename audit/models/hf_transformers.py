@@ -94,8 +94,8 @@ def _parse(model_id: str, resolve: Callable[[str], Path], memo: Path | None) -> 
         if problem:
             raise UserError(f"model '{model_id}': {problem}")
         path = resolve(str(ref.path))
-        files = {p.relative_to(path).as_posix(): _file_digest(p, memo)
-                 for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+        files = {p.relative_to(path).as_posix(): _file_digest(p, memo) for p in sorted(path.rglob("*"))
+                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)}
         key = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
         return _Target(str(path), None, str(path), f"transformers-dir:{key}", files, True)
     repo, rev = str(ref.repo), ref.revision
