@@ -276,7 +276,8 @@ class TransformersModel:
                 tokenizer = AutoTokenizer.from_pretrained(t.source, **kwargs)
                 processor = AutoImageProcessor.from_pretrained(t.source, **kwargs)
         except ImportError as exc:
-            raise DataError(f"model '{self._id}' needs a package that is not installed: {exc}".strip(),
+            why = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise DataError(f"model '{self._id}' needs a package that is not installed: {why}",
                             fix="pip install transformers sentencepiece protobuf") from None
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
