@@ -62,7 +62,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         _out(f"  {name:<19} source {source}; columns {', '.join(cols) if cols else '(from the data)'}; options: {opts}")
     _out("metrics:  " + ", ".join(registries.METRICS.names()))
     _out("gates:    " + ", ".join(registries.GATES.names()))
-    _out("models:   ARCH:PRETRAINED (open_clip), ARCH:/path/ckpt.pt, ARCH:random, hf-hub:org/name, local-dir:/path")
+    from audit.models.ids import SYNTAX
+
+    _out(f"models:   {SYNTAX} (transformers: CLIP, SigLIP, SigLIP 2 and other dual encoders)")
     from audit.models.catalog import pretrained_tags
 
     tags = pretrained_tags()
