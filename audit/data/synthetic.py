@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from audit.cache import cache_root, synthetic_dir
+from audit.data.base import Option, option_help
 from audit.data.fairface import FairFaceAdapter
 from audit.data.hf import Source
 from audit.errors import UserError
@@ -79,11 +80,13 @@ class SyntheticFairFaceAdapter(FairFaceAdapter):
     default_source: ClassVar[str | None] = None
     #: Run settings ``audit.run`` passes in: the cache root (``--cache-dir``).
     run_options: ClassVar[tuple[str, ...]] = ("cache_dir",)
-    options_help: ClassVar[dict[str, str]] = {
-        "n": "number of images (default 280)",
-        "seed": "generator seed (default 0)",
-        "size": "image side in pixels (default 64)",
+    not_applicable: ClassVar[tuple[str, ...]] = ("source", "revision")
+    options: ClassVar[dict[str, Option]] = {
+        "n": Option("int", "number of images (default 280)", bounds=_BOUNDS["n"]),
+        "seed": Option("int", "generator seed (default 0)", bounds=_BOUNDS["seed"]),
+        "size": Option("int", "image side in pixels (default 64)", bounds=_BOUNDS["size"]),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def __init__(self, spec: DatasetSpec, resolve: Callable[[str], Path], cache_dir: Path | None = None) -> None:
         super().__init__(spec, resolve)
