@@ -75,9 +75,9 @@ def test_pass_fail_and_warn(audit_pytester: pytest.Pytester) -> None:
     assert any(line.startswith(f"FAILED audit::{MODEL}::default::max_rate[crime by race] - ") for line in lines)
     out = result.stdout.str()
     assert (f"FAIL: gate max_rate[crime by race] for model {MODEL}, variant default: 1 fail of 2 group(s); "
-            "rate of crime 0.030 (95% CI 0.020-0.045, n=400): upper bound 0.045 > 0.04 for race=Black") in out
+            "rate of crime 0.030 (95% CI 0.020 to 0.045, n=400): upper bound 0.045 > 0.04 for race=Black") in out
     assert "AuditGateWarning: warn-severity gate min_accuracy[accuracy by race] failed" in out
-    assert "accuracy 0.810 (95% CI 0.770-0.850, n=400) < 0.9 for race=Black" in out
+    assert "accuracy 0.810 (95% CI 0.770 to 0.850, n=400) < 0.9 for race=Black" in out
     assert "Traceback" not in out and "raise GateFailed" not in out
 
 
@@ -143,9 +143,9 @@ def test_audit_run_fixture_helpers(audit_pytester: pytest.Pytester) -> None:
     errors = [line for line in result.outlines if line.startswith("E ")]
     assert [line.split(maxsplit=1)[1] for line in errors] == [
         "AssertionError: max_rate[crime by race]: 1 of 2 group result(s) do not pass",
-        f"{MODEL} / default / fairface: FAIL rate of crime 0.030 (95% CI 0.020-0.045, n=400) > 0.025 for race=Black",
+        f"{MODEL} / default / fairface: FAIL rate of crime 0.030 (95% CI 0.020 to 0.045, n=400) > 0.025 for race=Black",
         "AssertionError: min_accuracy[accuracy by race]: 1 of 2 group result(s) do not pass",
-        f"{MODEL} / default / fairface: FAIL accuracy 0.810 (95% CI 0.770-0.850, n=400): "
+        f"{MODEL} / default / fairface: FAIL accuracy 0.810 (95% CI 0.770 to 0.850, n=400): "
         "lower bound 0.770 < 0.8 for race=Black",
     ]
     # The helper's own frames are hidden: the failure points at the test's line.

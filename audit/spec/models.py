@@ -194,11 +194,28 @@ class VariantSpec(Frozen):
     exclude: tuple[str, ...] = Field(default=(), description="Drop these categories.")
 
 
+#: Which direction of a group-vs-rest difference a test looks for: ``greater`` (the group is
+#: flagged MORE often than the rest: the harmful direction), ``less``, or ``two-sided``.
+Alternative = Literal["greater", "less", "two-sided"]
+DEFAULT_ALTERNATIVE: Alternative = "greater"
+
+
 class MetricSpec(Frozen):
     name: str = Field(description="Registered metric, e.g. category_rate, accuracy.")
     categories: tuple[str, ...] | None = Field(
         default=None, description="Categories or unions ('crime|non_human'); default: probe's."
     )
+    alternative: Alternative | None = Field(
+        default=None,
+        description="pairwise_test only: greater (a group flagged more than the rest; the default), "
+        "less, or two-sided.",
+    )
+
+    @model_validator(mode="after")
+    def _alternative_only_for_tests(self) -> MetricSpec:
+        if self.alternative is not None and self.name != "pairwise_test":
+            raise ValueError(f"'alternative' applies to pairwise_test only, not to '{self.name}'")
+        return self
 
 
 class StatsSpec(Frozen):
@@ -247,6 +264,11 @@ class NoSignificantDifferenceGate(GateBase):
     type: Literal["no_significant_difference"]
     category: str
     group_col: str
+    alternative: Alternative = Field(
+        default=DEFAULT_ALTERNATIVE,
+        description="Which difference fails: greater (a group flagged more than the rest, the "
+        "harmful direction), less, or two-sided.",
+    )
 
 
 class MinAccuracyGate(GateBase):
