@@ -104,3 +104,14 @@ def test_holm_matches_statsmodels_row_by_row() -> None:
     p[3, :2] = p[3, 2]  # ties
     expected = [multipletests(row, method="holm")[1] for row in p]
     assert holm(p) == pytest.approx(np.array(expected))
+
+
+def test_alternative_is_a_pairwise_test_option_only() -> None:
+    from pydantic import ValidationError
+
+    from tests.test_metrics_support import probe
+
+    spec = probe(metrics=[{"name": "pairwise_test", "alternative": "two-sided"}])
+    assert spec.metrics[0].alternative == "two-sided"
+    with pytest.raises(ValidationError, match="'alternative' applies to pairwise_test only"):
+        probe(metrics=[{"name": "accuracy", "alternative": "less"}])
