@@ -53,9 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir", type=Path)
     c.add_argument("--probe", type=Path, help="judge with this probe's gates instead of the run's")
     c.add_argument("--junit", type=Path, help="write JUnit XML here")
+    c.add_argument("--strict", action="store_true",
+                   help="refuse (exit 3) a run whose files no longer match the manifest's SHA-256s")
+    c.add_argument("--baseline", type=Path, metavar="RUN_DIR", help="previous run for no_regression gates")
 
     rep = sub.add_parser("report", help="re-render the report of a saved run")
     rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--strict", action="store_true",
+                     help="refuse (exit 3) a run whose files no longer match the manifest's SHA-256s")
 
     rob = sub.add_parser("robustness", help="effective robustness from a table of accuracies")
     rob.add_argument("table", type=Path, help="CSV with columns model,dataset,top1 (top1 in [0,1])")

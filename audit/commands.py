@@ -99,12 +99,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from audit.check import check_main
 
-    return check_main(args.run_dir, probe_path=args.probe, junit=args.junit)
+    return check_main(args.run_dir, probe_path=args.probe, junit=args.junit, strict=args.strict,
+                      baseline=args.baseline)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from audit.report import report_main
+    from audit.results import METRICS, read_run
 
+    for line in read_run(args.run_dir, METRICS).load_all().integrity(args.strict):
+        print(line, file=sys.stderr)
     return report_main(args.run_dir)
 
 

@@ -8,6 +8,10 @@ all marked ``audit`` (``-m audit`` runs only them), so ``--junitxml`` and ``-k``
 Severity ``warn`` gates, and groups allowed by ``insufficient: pass``, pass with a warning that
 carries the message.
 
+``pytest --audit-run RUN`` with no test paths (e.g. from a project root in CI) collects the gate
+items only, not the project's own tests; name test files too (``pytest tests/test_release.py
+--audit-run RUN``) to run tests that use the ``audit_run`` fixture alongside the gates.
+
 With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set, enable it with ``-p audit`` (the entry point's name;
 ``-p audit.pytest_plugin`` would register the module a second time when autoload is on).
 """
@@ -59,6 +63,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_KEY] = AuditRun.load(run_dir, config.getoption("audit_probe"))
     except AuditError as err:
         raise pytest.UsageError(f"audit plugin: {err.render()}") from None
+
+
+def _gates_only(config: pytest.Config) -> bool:
+    """``--audit-run`` without test paths on the command line: collect the gate items only."""
+    return RUN_KEY in config.stash and config.args_source != pytest.Config.ArgsSource.ARGS
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    """With ``--audit-run`` and no test paths, skip the project's own tests (and their imports)."""
+    return True if _gates_only(config) else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so those select gate items too

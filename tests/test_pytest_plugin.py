@@ -174,3 +174,17 @@ def test_usage_errors(audit_pytester: pytest.Pytester, args: list[str], message:
     result = run_pytest(audit_pytester, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_from_a_project_root_only_gate_items_are_collected(audit_pytester: pytest.Pytester) -> None:
+    run = make_run(audit_pytester.path)
+    audit_pytester.mkdir("tests")
+    (audit_pytester.path / "tests" / "test_own.py").write_text("raise ImportError('never imported')\n")
+    result = run_pytest(audit_pytester, "--audit-run", str(run), "--co", "-q")
+    assert result.ret == 0
+    collected = [line for line in result.outlines if "::" in line]
+    assert collected and all(line.startswith("audit::") for line in collected)
+    # named test paths are still collected next to the gates
+    (audit_pytester.path / "tests" / "test_own.py").write_text("def test_mine(audit_run):\n    pass\n")
+    result = run_pytest(audit_pytester, "tests", "--audit-run", str(run), "--co", "-q")
+    assert "tests/test_own.py::test_mine" in result.outlines
