@@ -66,7 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("table", type=Path, help="CSV with columns model,dataset,top1 (top1 in [0,1])")
     rob.add_argument("--out", type=Path)
     rob.add_argument("--baseline", type=Path, help="baseline table (default: imagenet-testbed standard models)")
+    _add_compare_parsers(sub)
     return p
+
+
+def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cmp = sub.add_parser("compare", help="compare two runs (or two models of one run) with paired tests")
+    cmp.add_argument("base_run", type=Path, help="the baseline run directory")
+    cmp.add_argument("new_run", type=Path, nargs="?", help="the new run directory (omit to compare two models of BASE_RUN)")
+    cmp.add_argument("--out", type=Path, help="output folder (default: compare/ next to NEW_RUN)")
+    cmp.add_argument("--probe", type=Path, help="judge this probe's no_regression gates (default: the new run's)")
+    cmp.add_argument("--junit", type=Path, help="write JUnit XML of the no_regression gates here")
+    cmp.add_argument("--base-model", metavar="NAME", help="model of BASE_RUN to compare")
+    cmp.add_argument("--new-model", metavar="NAME", help="model of NEW_RUN (or BASE_RUN) to compare")
+
+    hist = sub.add_parser("history", help="one table and trend plots over many run directories")
+    hist.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    hist.add_argument("--out", type=Path, help="output folder (default: history/ in the current directory)")
 
 
 def _positive_int(text: str) -> int:

@@ -118,4 +118,17 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return robustness_main(args.table, out=args.out, baseline=args.baseline)
 
 
-__all__ = ["cmd_validate", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]
+def cmd_compare(args: argparse.Namespace) -> int:
+    from audit.compare.output import compare_main
+
+    return compare_main(args.base_run, args.new_run, out=args.out, probe=args.probe, junit=args.junit,
+                        base_model=args.base_model, new_model=args.new_model)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from audit.history import history_main
+
+    return history_main(args.runs, out=args.out)
+
+
+__all__ = ["cmd_compare", "cmd_history", "cmd_validate", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]

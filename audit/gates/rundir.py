@@ -94,9 +94,26 @@ class AuditRun:
         return GateContext.from_probe(self.probe, self.metrics, self.robustness, run_spec=self.run_spec)
 
     @cached_property
+    def comparison(self) -> pd.DataFrame | None:
+        """The comparison of this run with ``baseline`` (comparison.csv rows), or None without one."""
+        if self.baseline is None:
+            return None
+        from audit.compare import compare_runs
+
+        return compare_runs(self.baseline, self.rundir, stats=self.probe.stats)
+
+    def _evaluate(self, gates: list[GateBase]) -> list[GateResult]:
+        if self.baseline is None:
+            return evaluate(gates, self.context)
+        from audit.gates.regression import baseline_comparison
+
+        with baseline_comparison(lambda: self.comparison):  # type: ignore[arg-type,return-value]
+            return evaluate(gates, self.context)
+
+    @cached_property
     def results(self) -> list[GateResult]:
         """The policy's gates judged on this run, one result per gate x model x variant x group."""
-        return evaluate(self.probe.gates, self.context)
+        return self._evaluate(list(self.probe.gates))
 
     @property
     def verdicts(self) -> list[GateVerdict]:
@@ -110,7 +127,7 @@ class AuditRun:
 
     def evaluate_gate(self, gate: GateBase | Mapping[str, Any]) -> list[GateResult]:
         """Judge one gate, given as a spec model or as the dict a probe would hold."""
-        return evaluate([_as_gate(gate)], self.context)
+        return self._evaluate([_as_gate(gate)])
 
     def assert_gate(self, gate: GateBase | Mapping[str, Any]) -> list[GateResult]:
         """Raise AssertionError listing every group that blocks ``gate``; return all results.
@@ -119,7 +136,7 @@ class AuditRun:
         """
         __tracebackhide__ = True  # pytest shows the caller's line, not this helper
         gate = _as_gate(gate)
-        results = evaluate([gate], self.context)
+        results = self._evaluate([gate])
         blocking = [r for r in results if r.blocking]
         if blocking:
             head = f"{gate_label(gate)}: {len(blocking)} of {len(results)} group result(s) do not pass"
