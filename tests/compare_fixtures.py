@@ -25,9 +25,9 @@ RACES = ("Black", "White", "Indian")
 GATE = {"type": "no_regression", "category": "crime", "group_col": "race", "margin": 0.02}
 
 
-def spec(gates: list[dict[str, Any]] | None = None) -> ProbeSpec:
+def spec(gates: list[dict[str, Any]] | None = None, models: list[str] | None = None, **kw: Any) -> ProbeSpec:
     return ProbeSpec.model_validate(probe_dict(
-        [GATE] if gates is None else gates, variants={"default": {}},
+        [GATE] if gates is None else gates, variants={"default": {}}, models=models or ["m1"], **kw,
         metrics=["category_rate", "disparity", "accuracy"],
         dataset={"adapter": "synthetic_fairface", "name": "fairface", "subgroups": ["race", "gender"],
                  "target": "target"},
@@ -58,7 +58,7 @@ def predictions(model: str, *, n: int = 600, seed: int = 0, flag: dict[str, floa
 def write_run(run_dir: Path, preds: pd.DataFrame, *, fingerprint: str, probe: ProbeSpec | None = None,
               created: str = "2026-12-01T00:00:00+00:00") -> Path:
     """Metrics and gates computed by the real engine, files written by the run's writers, manifest last."""
-    probe = probe or spec()
+    probe = probe or spec(models=list(dict.fromkeys(preds["model"])))
     metrics = compute_metrics(preds, probe, np.random.default_rng(0))
     write_parquet(run_dir / PREDICTIONS, preds)
     write_csv(run_dir / METRICS, metrics)

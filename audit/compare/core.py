@@ -104,9 +104,9 @@ def _rows(side: Side) -> pd.DataFrame:
     return m[(m["model"] == side.model) & m["metric"].isin(list(OUTCOMES))]
 
 
-def _paired_datasets(base: Side, new: Side, datasets: list[str]) -> dict[str, pd.DataFrame | None]:
+def _paired_datasets(base: Side, new: Side, datasets: list[str]) -> dict[str, _Paired | None]:
     """Dataset -> both sides' prediction rows when the images are the same (fingerprint and ids)."""
-    out: dict[str, pd.DataFrame | None] = {d: None for d in datasets}
+    out: dict[str, _Paired | None] = {d: None for d in datasets}
     same_fp = [d for d in datasets if base.fingerprints.get(d) == new.fingerprints.get(d)]
     if not same_fp:
         return out
@@ -116,25 +116,43 @@ def _paired_datasets(base: Side, new: Side, datasets: list[str]) -> dict[str, pd
         b = pb[(pb["dataset"] == d) & (pb["model"] == base.model)]
         n = pn[(pn["dataset"] == d) & (pn["model"] == new.model)]
         if set(b["image_id"]) == set(n["image_id"]):
-            out[d] = pd.concat([b.assign(_side="base"), n.assign(_side="new")], ignore_index=True)
+            out[d] = _Paired(pd.concat([b.assign(_side="base"), n.assign(_side="new")], ignore_index=True))
     return out
 
 
-def _outcome_series(frame: pd.DataFrame, metric: str, category: str, side: str) -> pd.Series:
-    rows = frame[frame["_side"] == side]
-    return pd.Series(OUTCOMES[metric](rows, category).to_numpy(), index=rows["image_id"].to_numpy())
+class _Paired:
+    """Both sides' outcomes on one dataset's shared images, computed once per variant, metric and grouping."""
 
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._outcomes: dict[tuple[str, str, str], tuple[pd.Series, pd.Series]] = {}
+        self._labels: dict[tuple[str, str], pd.Series] = {}
 
-def _paired_row(frame: pd.DataFrame, r: pd.Series, alpha: float) -> tuple[float, float, float]:
-    sel = frame[frame["variant"] == r["variant"]]
-    base_rows = sel[sel["_side"] == "base"]
-    if r["group_col"] != "overall":
-        grouping = Grouping(r["group_col"], tuple(r["group_col"].split(SEP)))
-        ids = base_rows.loc[group_labels(base_rows, grouping) == r["group"], "image_id"]
-        sel = sel[sel["image_id"].isin(set(ids))]
-    b = _outcome_series(sel, r["metric"], r["category"], "base")
-    n = _outcome_series(sel, r["metric"], r["category"], "new")
-    return paired_stats(paired_table(b, n), alpha)
+    def outcomes(self, variant: str, metric: str, category: str) -> tuple[pd.Series, pd.Series]:
+        key = (variant, metric, category)
+        if key not in self._outcomes:
+            sel = self.frame[self.frame["variant"] == variant]
+            self._outcomes[key] = tuple(  # type: ignore[assignment]
+                pd.Series(OUTCOMES[metric](rows, category).to_numpy(), index=rows["image_id"].to_numpy())
+                for rows in (sel[sel["_side"] == s] for s in ("base", "new")))
+        return self._outcomes[key]
+
+    def labels(self, variant: str, group_col: str) -> pd.Series:
+        """Group of each image (from the base side's subgroup columns), indexed by image id."""
+        key = (variant, group_col)
+        if key not in self._labels:
+            rows = self.frame[(self.frame["variant"] == variant) & (self.frame["_side"] == "base")]
+            grouping = Grouping(group_col, tuple(group_col.split(SEP)))
+            self._labels[key] = pd.Series(group_labels(rows, grouping).to_numpy(), index=rows["image_id"].to_numpy())
+        return self._labels[key]
+
+    def stats(self, r: pd.Series, alpha: float) -> tuple[float, float, float]:
+        b, n = self.outcomes(r["variant"], r["metric"], r["category"])
+        if r["group_col"] != "overall":
+            labels = self.labels(r["variant"], r["group_col"])
+            ids = labels.index[labels.to_numpy() == r["group"]]
+            b, n = b[b.index.isin(ids)], n[n.index.isin(ids)]
+        return paired_stats(paired_table(b, n), alpha)
 
 
 def compare_sides(base: Side, new: Side, alpha: float = 0.05, min_n: int = 30) -> pd.DataFrame:
@@ -155,7 +173,7 @@ def compare_sides(base: Side, new: Side, alpha: float = 0.05, min_n: int = 30) -
     for _, r in rows.iterrows():
         frame = paired[r["dataset"]]
         if frame is not None:
-            low, high, p = _paired_row(frame, r, alpha)
+            low, high, p = frame.stats(r, alpha)
         else:
             low, high, p = unpaired_stats(count_of(r["value_base"], r["n_base"]), int(r["n_base"]),
                                           count_of(r["value_new"], r["n_new"]), int(r["n_new"]), alpha)

@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pandas as pd
 from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from audit.metrics.base import PairedCounts, paired_difference_interval
@@ -56,12 +55,24 @@ def unpaired_stats(k_base: int, n_base: int, k_new: int, n_new: int, alpha: floa
     return float(low), float(high), p
 
 
+def holm_adjust(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment, as statsmodels ``multipletests(method="holm")`` computes it
+    (tests assert equality). Written out because ``multipletests`` runs ``gc.collect()`` on every
+    call (about 0.3 s here), and a comparison adjusts one family per group column and metric."""
+    m = len(p)
+    order = np.argsort(p, kind="mergesort")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
 def holm(p_values: pd.Series) -> pd.Series:
-    """Holm-adjusted p-values (statsmodels ``multipletests``); NaN stays NaN."""
+    """Holm-adjusted p-values over one family; NaN stays NaN (and is not counted)."""
     out = pd.Series(NAN, index=p_values.index, dtype=float)
     ok = p_values.notna()
     if ok.any():
-        out[ok] = multipletests(p_values[ok].to_numpy(dtype=float), method="holm")[1]
+        out[ok] = holm_adjust(p_values[ok].to_numpy(dtype=float))
     return out
 
 
@@ -70,4 +81,4 @@ def count_of(value: float, n: float) -> int:
     return 0 if not (math.isfinite(value) and math.isfinite(n)) else int(np.rint(value * n))
 
 
-__all__ = ["holm", "count_of", "mcnemar_exact_p", "paired_stats", "paired_table", "unpaired_stats"]
+__all__ = ["holm", "holm_adjust", "count_of", "mcnemar_exact_p", "paired_stats", "paired_table", "unpaired_stats"]
