@@ -23,7 +23,7 @@ def test_history_over_three_runs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert tuple(table.columns[-len(METRIC_COLUMNS):]) == METRIC_COLUMNS
     assert list(dict.fromkeys(table["run"])) == [str(d) for d in dirs]  # time order
     per_group = table[table["metric"].isin(["category_rate", "accuracy"])]  # disparity names its extreme pair
-    points = per_group.groupby(["model", "metric", "category", "group_col", "group"]).size()
+    points = per_group.groupby(["model", "metric", "category", "group_col", "group"], dropna=False).size()
     assert len(points) == 12 and (points == 3).all()
     for d in dirs:
         own = pd.read_csv(d / "metrics.csv", keep_default_na=False, na_values=[""])
