@@ -1,4 +1,5 @@
-"""pytest plugin: gate a release on an audit run (``pytest --audit-run RUN_DIR [--audit-probe PROBE]``).
+"""pytest plugin: gate a release on an audit run (``pytest --audit-run RUN_DIR [--audit-probe PROBE]
+[--audit-baseline RUN_DIR]``; the baseline is what ``no_regression`` gates compare against).
 
 Loaded in every pytest session through the ``pytest11`` entry point, so it imports only pytest at
 module level and adds nothing but its options, the ``audit`` marker and the ``audit_run`` fixture
@@ -47,20 +48,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="collect the gates of this audit run directory as test items")
     group.addoption("--audit-probe", metavar="PROBE", default=None,
                     help="judge the run with this probe's gates and stats instead of its own")
+    group.addoption("--audit-baseline", metavar="RUN_DIR", default=None,
+                    help="a previous run that no_regression gates compare against")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "audit: a release gate collected from an audit run (--audit-run)")
     run_dir = config.getoption("audit_run", None)
     if not run_dir:
-        if config.getoption("audit_probe", None):
-            raise pytest.UsageError("--audit-probe needs --audit-run RUN_DIR")
+        for option in ("probe", "baseline"):
+            if config.getoption(f"audit_{option}", None):
+                raise pytest.UsageError(f"--audit-{option} needs --audit-run RUN_DIR")
         return
     from audit.errors import AuditError
     from audit.gates import AuditRun
 
     try:
-        config.stash[RUN_KEY] = AuditRun.load(run_dir, config.getoption("audit_probe"))
+        config.stash[RUN_KEY] = AuditRun.load(run_dir, config.getoption("audit_probe"),
+                                              baseline=config.getoption("audit_baseline", None))
     except AuditError as err:
         raise pytest.UsageError(f"audit plugin: {err.render()}") from None
 

@@ -364,6 +364,9 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
         comparison = compare_all_models(metrics, predictions, names, probe)
         if comparison is not None:
             write_csv(run_dir / "robustness_compare.csv", comparison)
+    from audit.compare.runs import write_fairness_compare
+
+    write_fairness_compare(run_dir, probe.spec, metrics, predictions, manifest)
     run_spec = probe.spec.model_copy(update={"models": tuple(_models(probe, options.models))})
     results = evaluate_gates(probe.spec, metrics, robustness, run_spec=run_spec)
     write_gates_json(run_dir / GATES, results)

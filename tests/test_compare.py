@@ -142,3 +142,23 @@ def test_holm_adjust_equals_multipletests_with_ties() -> None:
         p = rng.random(m) ** 3
         p[rng.random(m) < 0.3] = p[0]
         assert np.allclose(holm_adjust(p), multipletests(p, method="holm")[1])
+
+
+def test_fairness_compare_every_pair_paired(tmp_path: Path) -> None:
+    from audit.compare.runs import FAIRNESS_COMPARE, write_fairness_compare
+    from tests.compare_fixtures import spec
+
+    preds = pd.concat([predictions(m, model_seed=i) for i, m in enumerate(("a", "b", "c"))], ignore_index=True)
+    run = write_run(tmp_path / "r", preds, fingerprint="fp0")
+    rd = read_run(run)
+    path = write_fairness_compare(run, spec(models=["a", "b", "c"]), rd.metrics, rd.predictions, rd.manifest)
+    assert path == run / FAIRNESS_COMPARE
+    table = pd.read_csv(path)
+    assert tuple(table.columns) == COMPARISON_COLUMNS and table["paired"].all()
+    assert set(zip(table["model_base"], table["model_new"])) == {("a", "b"), ("a", "c"), ("b", "c")}
+    ab = compare_runs(rd, base_model="a", new_model="b")
+    mine = table[(table["model_base"] == "a") & (table["model_new"] == "b")]
+    assert mine["p_value"].tolist() == pytest.approx(ab["p_value"].tolist())
+    one = write_run(tmp_path / "one", predictions("a"), fingerprint="fp0")
+    r1 = read_run(one)
+    assert write_fairness_compare(one, spec(), r1.metrics, r1.predictions, r1.manifest) is None

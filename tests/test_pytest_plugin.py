@@ -169,6 +169,7 @@ def test_audit_probe_applies_a_stricter_policy(audit_pytester: pytest.Pytester) 
 @pytest.mark.parametrize(("args", "message"), [
     (["--audit-run", "nope"], "*audit plugin: run directory not found: nope*"),
     (["--audit-probe", "policy.yaml"], "*--audit-probe needs --audit-run RUN_DIR*"),
+    (["--audit-baseline", "base"], "*--audit-baseline needs --audit-run RUN_DIR*"),
 ])
 def test_usage_errors(audit_pytester: pytest.Pytester, args: list[str], message: str) -> None:
     result = run_pytest(audit_pytester, *args)
@@ -188,3 +189,17 @@ def test_from_a_project_root_only_gate_items_are_collected(audit_pytester: pytes
     (audit_pytester.path / "tests" / "test_own.py").write_text("def test_mine(audit_run):\n    pass\n")
     result = run_pytest(audit_pytester, "tests", "--audit-run", str(run), "--co", "-q")
     assert "tests/test_own.py::test_mine" in result.outlines
+
+
+def test_no_regression_gate_against_a_baseline(audit_pytester: pytest.Pytester) -> None:
+    from tests.compare_fixtures import predictions
+    from tests.compare_fixtures import write_run as write_full_run
+
+    base = write_full_run(audit_pytester.path / "base", predictions("m1"), fingerprint="fp0")
+    worse = write_full_run(audit_pytester.path / "worse", predictions("m1", extra_black=0.15, model_seed=2),
+                           fingerprint="fp0")
+    result = run_pytest(audit_pytester, "--audit-run", str(worse), "--audit-baseline", str(base))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAIL: gate no_regression[[]crime by race[]]*race=Black*"])
+    result = run_pytest(audit_pytester, "--audit-run", str(base), "--audit-baseline", str(base))
+    result.assert_outcomes(passed=1)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
 from audit.compare.core import COMPARISON_COLUMNS, Side, compare_sides
 from audit.errors import UserError
 from audit.results import Manifest, RunDir
-from audit.spec.models import StatsSpec
+from audit.results.schema import write_csv
+from audit.spec.models import ProbeSpec, StatsSpec
 
 
 def _side(run: RunDir, model: str, predictions: Callable[[], pd.DataFrame] | None = None) -> Side:
@@ -79,4 +81,22 @@ def fairness_compare(metrics: pd.DataFrame, predictions: pd.DataFrame, manifest:
     return pd.concat(frames, ignore_index=True)
 
 
-__all__ = ["compare_runs", "fairness_compare", "model_pairs", "stats_of"]
+FAIRNESS_COMPARE = "fairness_compare.csv"
+
+
+def write_fairness_compare(run_dir: Path, spec: ProbeSpec, metrics: pd.DataFrame, predictions: pd.DataFrame,
+                           manifest: Manifest) -> Path | None:
+    """Write ``fairness_compare.csv`` for a fairness probe with several models and rate rows."""
+    from audit.compare.core import OUTCOMES
+
+    models = list(dict.fromkeys(predictions["model"]))
+    if spec.kind != "fairness" or len(models) < 2 or not metrics["metric"].isin(list(OUTCOMES)).any():
+        return None
+    table = fairness_compare(metrics, predictions, manifest, models, spec.stats)
+    if table is None:
+        return None
+    write_csv(run_dir / FAIRNESS_COMPARE, table)
+    return run_dir / FAIRNESS_COMPARE
+
+
+__all__ = ["FAIRNESS_COMPARE", "compare_runs", "fairness_compare", "write_fairness_compare", "model_pairs", "stats_of"]
