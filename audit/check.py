@@ -101,6 +101,19 @@ def write_junit(path: str | Path, results: Sequence[GateResult], suite: str = "a
     return path
 
 
+def rejudge_with_baseline(run_dir: str | Path, baseline: str | Path) -> list[GateResult]:
+    """Judge a finished run's gates again with ``no_regression`` compared against ``baseline``;
+    rewrite ``gates.json``, then the manifest (last, with the new checksums). Returns the results."""
+    from audit.gates import write_gates_json
+    from audit.results import GATES, read_run, write_manifest
+
+    run = AuditRun.load(run_dir, baseline=baseline)
+    results = run.results
+    write_gates_json(run.run_dir / GATES, results)
+    write_manifest(run.run_dir, read_run(run.run_dir).manifest)
+    return results
+
+
 def check_junit_target(junit: str | Path) -> Path:
     """``junit`` if it can name a file; UserError (exit 2) for a directory.
 

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, help="embedding cache (default $AUDIT_CACHE_DIR or user cache)")
     r.add_argument("--no-report", action="store_true", help="skip the notebook report")
     r.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    r.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+                   help="previous run that no_regression gates compare against")
 
     c = sub.add_parser("check", help="re-evaluate gates on a saved run")
     c.add_argument("run_dir", type=Path)
