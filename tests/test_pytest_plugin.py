@@ -111,7 +111,8 @@ def test_junitxml_works_unchanged(audit_pytester: pytest.Pytester) -> None:
 def test_marker_and_keyword_select_gate_items(audit_pytester: pytest.Pytester) -> None:
     audit_pytester.makepyfile(test_plain="def test_a():\n    pass\n")
     run = make_run(audit_pytester.path)
-    only_gates = run_pytest(audit_pytester, "--audit-run", str(run), "-m", "audit", "--co", "-q")
+    # named test paths are collected next to the gates; -m audit keeps the gates only
+    only_gates = run_pytest(audit_pytester, "test_plain.py", "--audit-run", str(run), "-m", "audit", "--co", "-q")
     assert [line for line in only_gates.outlines if "::" in line and not line.startswith("audit::")] == []
     only_gates.stdout.fnmatch_lines(["3/4 tests collected (1 deselected)*"])
     by_keyword = run_pytest(audit_pytester, "--audit-run", str(run), "-k", "min_accuracy", "--co", "-q")
@@ -138,7 +139,7 @@ def test_audit_run_fixture_helpers(audit_pytester: pytest.Pytester) -> None:
             audit_run.assert_accuracy_above(0.8, group_col="race", judge="point")
             audit_run.assert_accuracy_above(0.8, group_col="race")
     """)
-    result = run_pytest(audit_pytester, "--audit-run", str(run), "-m", "not audit")
+    result = run_pytest(audit_pytester, "test_release.py", "--audit-run", str(run), "-m", "not audit")
     result.assert_outcomes(passed=2, failed=2, deselected=3)
     errors = [line for line in result.outlines if line.startswith("E ")]
     assert [line.split(maxsplit=1)[1] for line in errors] == [
