@@ -162,3 +162,19 @@ def test_fairness_compare_every_pair_paired(tmp_path: Path) -> None:
     one = write_run(tmp_path / "one", predictions("a"), fingerprint="fp0")
     r1 = read_run(one)
     assert write_fairness_compare(one, spec(), r1.metrics, r1.predictions, r1.manifest) is None
+
+
+def test_different_label_sets_for_a_variant_exit_2(runs: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import shutil
+
+    other = tmp_path / "relabelled"
+    shutil.copytree(runs["rerun"], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["prompts"]["default"]["labels"] = ["person", "burglar"]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["compare", str(runs["base"]), str(other), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "variant 'default' has different label sets (only in base: ['thief']; only in new: ['burglar']" in err
+    assert not (tmp_path / "o").exists()
