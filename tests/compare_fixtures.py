@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from audit.gates import evaluate_gates
-from audit.gates.testing import probe_dict
+from audit.testing.gates import probe_dict
 from audit.metrics import compute_metrics
 from audit.results import FORMAT_VERSION, GATES, METRICS, PREDICTIONS, write_csv, write_manifest, write_parquet
 from audit.gates.result import gates_document

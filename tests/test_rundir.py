@@ -10,7 +10,7 @@ import pytest
 
 from audit.cli import main
 from audit.gates.result import GateResult, gates_document
-from audit.gates.testing import metric_row, probe_dict, write_run
+from audit.testing.gates import metric_row, probe_dict, write_run
 from audit.results import (
     FORMAT_VERSION, GATES, MANIFEST, METRICS, GatesFile, Manifest, read_run, write_manifest,
 )
@@ -50,7 +50,7 @@ def test_scoring_is_filled_from_the_models(tmp_path: Path) -> None:
 def test_sample_run_reads_through_the_one_reader(tmp_path: Path) -> None:
     from audit.reporting import load_run
     from audit.reporting.provenance import run_table
-    from audit.reporting.sample import write_sample_run
+    from audit.testing.sample_run import write_sample_run
 
     data = load_run(write_sample_run(tmp_path / "s", n_images=200))
     assert data.source is not None and data.source.gates is not None

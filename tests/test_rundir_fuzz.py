@@ -12,7 +12,7 @@ import pytest
 
 from audit.cli import main
 from audit.errors import AuditError
-from audit.gates.testing import metric_row, probe_dict, write_run
+from audit.testing.gates import metric_row, probe_dict, write_run
 from audit.reporting import load_run
 
 GATE = [{"type": "max_rate", "category": "crime", "group_col": "race", "threshold": 0.5}]
