@@ -106,7 +106,7 @@ def test_not_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_bad_gates_json_exit_3(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (run / GATES).write_text('{"results": [{"gate_id": 1}]}')
     code, _, err = cli(capsys, "report", str(run))
-    assert code == 3 and "gates.json is not a valid gates.json" in err and "exit_code: Field required" in err
+    assert code == 3 and "gates.json is not a valid gates.json" in err and "exit_code: Field required" in err and "results.0.type: Field required" in err
 
 
 def test_edited_metrics_warn_and_strict_refuses(run: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,7 @@ class GateResultRecord(BaseModel):
     model: str = Field(description="Model display name.")
     variant: str = Field(description="Label-set variant.")
     outcome: str = Field(description="pass, fail, insufficient or error.")
-    message: str = Field(description="One line: what, value, interval, threshold, group.")
+    message: str = Field("", description="One line: what, value, interval, threshold, group.")
     gate_index: int | None = Field(None, description="Position of the gate in probe.gates.")
     severity: str = Field("fail", description="fail or warn (warn never changes the exit code).")
     dataset: str = Field("", description="Dataset display name.")
@@ -53,7 +53,7 @@ class GateVerdictRecord(BaseModel):
 
     model_config = _ALLOW
     gate_id: str = Field(description="Gate label.")
-    type: str = Field(description="Gate type.")
+    type: str = Field("", description="Gate type.")
     model: str = Field(description="Model display name.")
     variant: str = Field(description="Label-set variant.")
     status: str = Field(description="pass, fail or warn.")
@@ -68,7 +68,7 @@ class GatesFile(BaseModel):
     model_config = _ALLOW
     format_version: str = Field(FORMAT_VERSION, description="Run-directory format version.")
     exit_code: int = Field(description="0 all fail-severity gates pass, 1 otherwise.")
-    passed: bool = Field(description="exit_code == 0.")
+    passed: bool | None = Field(None, description="exit_code == 0.")
     summary: dict[str, Any] = Field(default_factory=dict, description="Counts per status and outcome.")
     verdicts: list[GateVerdictRecord] = Field(default_factory=list, description="One per gate x model x variant.")
     results: list[GateResultRecord] = Field(default_factory=list, description="One per gate x model x variant x group.")
