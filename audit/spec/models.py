@@ -353,7 +353,7 @@ class NoRegressionGate(GateBase):
     when both runs scored the same images.
     """
 
-    type: Literal["no_regression"]
+    type: Literal["no_regression"] = Field(description="Gate type.")
     metric: Literal["category_rate", "accuracy", "top5_accuracy"] = Field(
         default="category_rate", description="The metric compared; category_rate needs category.")
     category: str | None = Field(default=None, description="Category (or union a|b) for category_rate.")
