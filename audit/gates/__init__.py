@@ -33,6 +33,7 @@ from audit.gates.result import (
     write_gates_json,
 )
 from audit.gates.rundir import AuditRun, load_run, run_probe_spec
+from audit.gates.regression import eval_no_regression
 
 __all__ = [
     "AuditRun",
@@ -61,4 +62,5 @@ __all__ = [
     "verdict",
     "verdicts",
     "write_gates_json",
+    "eval_no_regression",
 ]

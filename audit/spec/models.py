@@ -367,6 +367,31 @@ class MaxRetrievalSkewGate(GateBase):
     threshold: float = Field(ge=0, description="Largest allowed skew or NDKL.")
 
 
+class NoRegressionGate(GateBase):
+    """No group may get worse than in a baseline run by more than a margin.
+
+    Judged only against a baseline (``audit check RUN --baseline RUN_DIR``, ``audit compare``);
+    the judged number is the change in the worse direction, ``new - base`` for a rate and
+    ``base - new`` for an accuracy (each metric's ``higher_is_better``), with a paired interval
+    when both runs scored the same images.
+    """
+
+    type: Literal["no_regression"] = Field(description="Gate type.")
+    metric: Literal["category_rate", "accuracy", "top5_accuracy"] = Field(
+        default="category_rate", description="The metric compared; category_rate needs category.")
+    category: str | None = Field(default=None, description="Category (or union a|b) for category_rate.")
+    group_col: str = Field(default="overall", description="'overall' or a subgroup column.")
+    margin: float = Field(default=0.0, ge=0, description="Largest allowed worsening (a fraction).")
+    alternative: Literal["worse", "two-sided"] = Field(
+        default="worse", description="worse: only a change in the bad direction fails; two-sided: any change.")
+
+    @model_validator(mode="after")
+    def _category_for_rates(self) -> NoRegressionGate:
+        if (self.metric == "category_rate") != (self.category is not None):
+            raise ValueError("category_rate needs 'category'; accuracy metrics take none")
+        return self
+
+
 GateSpec = Annotated[
     Union[
         MaxRetrievalSkewGate,
@@ -376,13 +401,14 @@ GateSpec = Annotated[
         MinAccuracyGate,
         MinEffectiveRobustnessGate,
         VariantNoIncreaseGate,
+        NoRegressionGate,
     ],
     Field(discriminator="type"),
 ]
 
 GATE_TYPES = (
     "max_retrieval_skew", "max_rate", "max_disparity", "no_significant_difference", "min_accuracy",
-    "min_effective_robustness", "variant_no_increase",
+    "min_effective_robustness", "variant_no_increase", "no_regression",
 )
 
 
