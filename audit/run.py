@@ -23,7 +23,17 @@ from audit.errors import EXIT_DATA, EXIT_GATE_FAILED, EXIT_OK, AuditError, DataE
 from audit.labels import Vocabulary, vocabularies
 from audit.progress import log
 from audit.registries import DATASETS
-from audit.results import BY_TEMPLATE, GATES, MANIFEST, METRICS, PREDICTIONS, ROBUSTNESS, write_csv, write_json, write_parquet
+from audit.results import (
+    BY_TEMPLATE,
+    GATES,
+    METRICS,
+    PREDICTIONS,
+    ROBUSTNESS,
+    Manifest,
+    write_csv,
+    write_manifest,
+    write_parquet,
+)
 from audit.spec import CLASSNAMES, DatasetSpec, ModelSpec, Probe
 
 if TYPE_CHECKING:  # torch is imported only once a run starts
@@ -275,7 +285,7 @@ def _add_predictions(ctx: _Context, out: _Collected, dspec: DatasetSpec, data: L
 
 
 def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_template: pd.DataFrame | None,
-               manifest: dict[str, Any], failures: dict[str, str], options: RunOptions,
+               manifest: Manifest, failures: dict[str, str], options: RunOptions,
                encoded_images: int, encoded_prompts: int, retrieval: pd.DataFrame | None = None, *,
                datasets: dict[str, LoadedDataset] | None = None,
                rng: np.random.Generator | None = None) -> RunOutcome:
@@ -310,8 +320,11 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
             from audit.gallery import write_gallery
 
             write_gallery(stage, probe, predictions, datasets, rng=rngs.gallery)
+        from audit.compare.runs import write_fairness_compare
+
+        write_fairness_compare(stage, probe.spec, metrics, predictions, manifest)
         write_gates_json(stage / GATES, results)
-        write_json(stage / MANIFEST, manifest)
+        write_manifest(stage, manifest)  # last: records every file's SHA-256
     code = EXIT_DATA if failures else exit_code(results)
     outcome = RunOutcome(run_dir, code, metrics, results, failures, encoded_images, encoded_prompts)
     if options.report and probe.spec.report.enabled:
