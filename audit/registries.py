@@ -20,6 +20,7 @@ DATASETS: Registry[type] = Registry("dataset adapter", {
     "objectnet": "audit.data.imagenet:ObjectNetAdapter",
     "synthetic_fairface": "audit.data.synthetic:SyntheticFairFaceAdapter",
     "demo_world": "audit.demo.adapter:DemoWorldAdapter",
+    "wds": "audit.data.wds:WdsAdapter",
 })
 
 #: Metrics: name -> :class:`audit.metrics.base.MetricDef`.
@@ -34,6 +35,8 @@ METRICS: Registry[object] = Registry("metric", {
     "balanced_accuracy": "audit.metrics.accuracy:BALANCED_ACCURACY",
     "top5_accuracy": "audit.metrics.accuracy:TOP5_ACCURACY",
     "mean_per_class_recall": "audit.metrics.accuracy:MEAN_PER_CLASS_RECALL",
+    "worst_group_accuracy": "audit.metrics.worst_group:WORST_GROUP_ACCURACY",
+    "worst_group_top5_accuracy": "audit.metrics.worst_group:WORST_GROUP_TOP5_ACCURACY",
 })
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.

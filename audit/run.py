@@ -174,7 +174,8 @@ def _encode(ctx: _Context, model: Any, dspec: DatasetSpec, data: LoadedDataset, 
 
 def _vocabularies(probe: Probe, dspec: DatasetSpec, data: LoadedDataset) -> list[Vocabulary]:
     """The probe's variants that run on this dataset (``dataset.variants`` narrows them)."""
-    vocabs = vocabularies(probe, data.info.class_names, data.info.templates)
+    vocabs = vocabularies(probe, data.info.class_names, data.info.templates,
+                          data.info.extra.get("class_categories"))
     return [v for v in vocabs if dspec.variants is None or v.variant in dspec.variants]
 
 

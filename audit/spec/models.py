@@ -136,6 +136,18 @@ class DatasetSpec(Frozen):
     variants: tuple[str, ...] | None = Field(
         default=None, description="Only these label-set variants run on this dataset (default all)."
     )
+    metadata: tuple[str, ...] = Field(
+        default=(), description="webdataset (wds) only: names of the fields of each sample's "
+        "`npy` metadata vector, in order, e.g. [region, country]; usable as subgroups and target.",
+    )
+    metadata_names: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="wds only: code -> name lists for metadata fields "
+        "(code i is names[i]); the names appear in results and reports.",
+    )
+    class_categories: dict[str, str] = Field(
+        default_factory=dict, description="wds only: category -> class-index ranges of the "
+        "dataset's own class names, e.g. {non_human: '14-17', crime: '18-'}; others are 'class'.",
+    )
 
     @field_validator("config", "revision", mode="before")
     @classmethod
