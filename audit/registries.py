@@ -37,6 +37,7 @@ METRICS: Registry[object] = Registry("metric", {
     "mean_per_class_recall": "audit.metrics.accuracy:MEAN_PER_CLASS_RECALL",
     "worst_group_accuracy": "audit.metrics.worst_group:WORST_GROUP_ACCURACY",
     "worst_group_top5_accuracy": "audit.metrics.worst_group:WORST_GROUP_TOP5_ACCURACY",
+    "accuracy_test": "audit.metrics.worst_group:ACCURACY_TEST",
 })
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.

@@ -12,9 +12,11 @@ never passes silently. One row per (dataset, model, variant, subgroup column or 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from audit.metrics.base import NAN, MetricDef, MetricInput, MetricRow, require_columns, size_flag, wilson
 from audit.metrics.breakdown import Split, plan, splits
+from audit.metrics.fairness import independence_row
 
 CORRECT = "correct"
 TOP5_CORRECT = "top5_correct"
@@ -53,3 +55,23 @@ WORST_GROUP_TOP5_ACCURACY = MetricDef(
     description="Top-5 accuracy of the worst group of each subgroup column (group = which one), "
                 "with its Wilson interval.",
     compute=_worst_group(TOP5_CORRECT, "worst_group_top5_accuracy"))
+
+
+def _accuracy_test(inp: MetricInput) -> list[MetricRow]:
+    """Chi-square test of group x correct, for top-1 (category ``top1``) and, where predictions
+    have it, top-5 (``top5``): the same test as ``independence_test``, on hits instead of flags."""
+    require_columns(inp.predictions, [CORRECT], "accuracy_test")
+    columns = [("top1", CORRECT)] + ([("top5", TOP5_CORRECT)] if TOP5_CORRECT in inp.predictions else [])
+    return [
+        replace(independence_row(split, split.counts(split.frame[col].astype("boolean")), name, inp.stats),
+                metric="accuracy_test")
+        for split in splits(inp.predictions, plan(inp.datasets, overall=False))
+        for name, col in columns
+    ]
+
+
+ACCURACY_TEST = MetricDef(
+    name="accuracy_test", higher_is_better=False, needs_target=True,
+    description="Pearson chi-square test that top-1 (category top1) and top-5 (top5) accuracy "
+                "do not depend on the group (groups with n >= min_n); value = statistic.",
+    compute=_accuracy_test)

@@ -264,6 +264,7 @@ def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names:
     uses_classnames = CLASSNAMES in spec.label_sets
     if uses_classnames:
         categories.add("class")
+        categories.update(c for ds in spec.datasets for c in ds.class_categories)  # wds datasets
 
     if isinstance(spec.templates, str) and spec.templates not in NAMED_TEMPLATES:
         problems.append(Problem(
