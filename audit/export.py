@@ -59,10 +59,13 @@ FACE_OBJECTIVES = ("race", "gender", "age", "toxic")
 
 
 def task_of(record: dict[str, Any]) -> Task | None:
-    """The DataComp task of a manifest dataset record: by hub repo, else by dataset name."""
+    """The DataComp task of a manifest dataset record: by hub repo, else (a local copy read by
+    the ``wds`` adapter) by dataset name: ``dollar_street``, ``geode``, ``fairface_*``, ...)."""
     for task in TASKS:
         if record.get("source") == f"djghosh/wds_{task.short}_test":
             return task
+    if record.get("adapter", "wds") != "wds":
+        return None
     name = str(record.get("name", ""))
     return next((t for t in TASKS if name == t.short or name.startswith(t.short + "_")), None)
 

@@ -80,6 +80,8 @@ def test_objective_errors(tmp_path: Path) -> None:
         load(source=str(root))
     with pytest.raises(UserError, match="'colour' is not an objective"):
         load(source=str(root), options={"objective": "colour"})
+    with pytest.raises(UserError, match="one_vs_rest needs dataset.target"):
+        load(source=str(root), metadata=FACE_FIELDS, options={"objective": "race", "one_vs_rest": 1})
     with pytest.raises(UserError, match="class 15 is in both 'non_human' and 'crime'"):
         load(source=str(root), metadata=FACE_FIELDS, options={"objective": "toxic"},
              class_categories={"non_human": "14-17", "crime": "15-"})

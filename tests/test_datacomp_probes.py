@@ -51,6 +51,7 @@ def local_probe(tmp_path: Path, name: str, source: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_dollar_street_offline_groups_equal_wilds(tmp_path: Path) -> None:
     oracle = pytest.importorskip("tests.wilds_oracle")
     n, names = 64, [f"object {i}" for i in range(7)]
@@ -84,6 +85,7 @@ def test_dollar_street_offline_groups_equal_wilds(tmp_path: Path) -> None:
     assert line["metrics"]["acc_top5_wg"] == pytest.approx(theirs["acc_top5_wg"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fairface_offline_reproduces_datacomp_scoring(tmp_path: Path) -> None:
     oracle = pytest.importorskip("tests.wilds_oracle")
     source = write_faces(tmp_path / "ff", n=42)

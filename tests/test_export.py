@@ -161,6 +161,11 @@ def test_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "choose one with --model" in capsys.readouterr().err
     assert main(["export", str(run), "--format", "datacomp", "--model", "other"]) == 2
     assert "holds no DataComp fairness dataset" in capsys.readouterr().err
+    # FairFace read by the fairface adapter (probes/fairface_accuracy.yaml) is not DataComp's task
+    run2 = write_run(tmp_path / "run2", [frame.assign(dataset="fairface_race")],
+                     [{"name": "fairface_race", "adapter": "fairface", "source": "HuggingFaceM4/FairFace"}])
+    assert main(["export", str(run2), "--format", "datacomp"]) == 2
+    assert "holds no DataComp fairness dataset" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("source", "name"), [("clip-benchmark/wds_cars", "wds/cars"),

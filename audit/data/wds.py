@@ -242,6 +242,9 @@ class WdsAdapter(AdapterBase):
         cats = class_categories(spec.class_categories, len(names))
         extra: dict[str, Any] = {"class_categories": cats}
         field = spec.target if spec.target not in (None, TARGET) else None
+        if field is None and "one_vs_rest" in spec.options:
+            raise UserError("dataset.options.one_vs_rest needs dataset.target: the metadata field "
+                            "coding the class (0) against the rest (1)", fix="set dataset.target")
         if field is None and spec.options.get("objective") is not None:
             if spec.target == TARGET:
                 raise UserError("dataset.target: with an objective the target is a metadata field",
