@@ -173,3 +173,27 @@ def test_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
                                               ("/data/wds_vtab-cifar10/", "wds/vtab-cifar10")])
 def test_wds_name(source: str, name: str) -> None:
     assert wds_name(source) == name
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").environ.get("CLIP_BENCHMARK_PYTHON"),
+                    reason="opt-in: set CLIP_BENCHMARK_PYTHON to a python with clip_benchmark 1.6.2 "
+                           "(see benchmarks/README.md, vs_clip_benchmark.py)")
+def test_clip_benchmark_export_equals_clip_benchmark_eval(tmp_path: Path) -> None:
+    """The same job through both tools (benchmarks/vs_clip_benchmark.py --smoke: same random
+    checkpoint, images, class names, templates, fp32): our export equals clip_benchmark's JSON."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    work = tmp_path / "work"
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "vs_clip_benchmark.py"), "--smoke",
+                           "--cb-python", os.environ["CLIP_BENCHMARK_PYTHON"], "--work-dir", str(work)],
+                          capture_output=True, text=True, check=False, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    theirs = json.loads((work / "cb-0.json").read_text())
+    ours = clip_benchmark_results(work / "run-0")[0]
+    assert list(ours) == list(theirs)
+    assert {k: v for k, v in ours.items() if k != "metrics"} == {k: v for k, v in theirs.items() if k != "metrics"}
+    assert ours["metrics"] == pytest.approx(theirs["metrics"], abs=1e-12, nan_ok=True)
