@@ -82,7 +82,7 @@ def show_worst_groups(run: RunData) -> None:
 
     df = worst_group_table(run)
     if df.empty:
-        skip("Worst groups")
+        skip("Worst groups", "the probe lists no worst_group_accuracy or worst_group_top5_accuracy metric")
         return
     table(df, "Worst groups",
           "The lowest accuracy of any group of each subgroup column, and which group it is. "
