@@ -110,7 +110,8 @@ def group_eval(name: str, hits: np.ndarray, groups: dict[str, np.ndarray]) -> di
 def _frames(run_dir: Path, model: str | None) -> tuple[dict[str, Any], pd.DataFrame, str]:
     manifest = read_manifest(run_dir)
     preds = read_predictions(run_dir)
-    variants = list((manifest["probe"]["resolved"] or {}).get("variants") or ["default"])
+    resolved = (manifest.get("probe") or {}).get("resolved") or {}
+    variants = list(resolved.get("variants") or ["default"])
     preds = preds[preds["variant"] == base_variant(variants)]
     models = list(dict.fromkeys(preds["model"]))
     if model is None:

@@ -122,11 +122,10 @@ class WdsAdapter(AdapterBase):
         wanted = [KEY] + [c for c in (CLS, NPY) if c in ds.features]
         raw = ds.select_columns(wanted).to_pandas()
         meta, extra, codes = self.metadata_table(raw, source.id)
-        table = self.targets(meta, raw, codes, names, source.id)
-        table.fetch = HFImages(ds, images)
-        table.base_fingerprint = str(ds._fingerprint)
-        table.templates = tuple(templates) if templates else None
-        table.extra = {**extra, **table.extra, "image_columns": images}
+        extra.update(self.targets(meta, raw, codes, names, source.id), image_columns=images)
+        table = Table(meta, HFImages(ds, images), base_fingerprint=str(ds._fingerprint),
+                      class_names=tuple(names), templates=tuple(templates) if templates else None,
+                      extra=extra)
         if source.local is not None:
             table.extra["local_signature"] = local_signature(source.local)
         return build_dataset(spec, table, source=source.id, config=None, split=split,
@@ -236,8 +235,9 @@ class WdsAdapter(AdapterBase):
     # -- target ----------------------------------------------------------------------------
 
     def targets(self, meta: pd.DataFrame, raw: pd.DataFrame, codes: np.ndarray, names: list[str],
-                source: str) -> Table:
-        """Add ``target``/``target_index``: the class (``cls``), or a metadata field's code."""
+                source: str) -> dict[str, Any]:
+        """Add ``target``/``target_index`` to ``meta``: the class (``cls``), or a metadata field's
+        code. Returns the entries for ``DatasetInfo.extra`` (class categories, collapse groups)."""
         spec = self.spec
         cats = class_categories(spec.class_categories, len(names))
         extra: dict[str, Any] = {"class_categories": cats}
@@ -249,7 +249,7 @@ class WdsAdapter(AdapterBase):
             if spec.target == TARGET:
                 raise UserError("dataset.target: with an objective the target is a metadata field",
                                 fix="set dataset.target to e.g. gender, or remove it")
-            return Table(meta, _no_fetch, class_names=tuple(names), extra=extra)
+            return extra
         if field is None:
             if CLS not in raw:
                 raise DataError(f"'{source}' has no cls in its samples", fix="each sample needs a .cls")
@@ -267,7 +267,7 @@ class WdsAdapter(AdapterBase):
                             fix="check classnames.txt, options.objective and dataset.target")
         meta[TARGET] = np.asarray(labels, dtype=object)[index]
         meta[TARGET_INDEX] = index
-        return Table(meta, _no_fetch, class_names=tuple(names), extra=extra)
+        return extra
 
     def one_vs_rest(self, names: list[str], field: str) -> tuple[list[str], list[list[int]] | None]:
         """Target labels and, with ``options.one_vs_rest``, the two collapse groups."""
@@ -286,7 +286,3 @@ class WdsAdapter(AdapterBase):
             raise UserError(f"dataset.metadata_names.{field}: one_vs_rest needs exactly 2 names "
                             "(the class, the rest)", fix="list two names")
         return labels, [[i], [j for j in range(len(names)) if j != i]]
-
-
-def _no_fetch(row: int) -> tuple[bytes | None, str | None]:  # replaced in load()
-    raise RuntimeError("image fetcher not set")
