@@ -155,3 +155,33 @@ def test_published_table_is_derived_from_the_shared_reference(tmp_path: Path) ->
     assert len(table) == len(src) == 121 and table["citation"].str.contains("open_clip").all()
     merged = table.merge(src, left_on=["arch", "pretrained"], right_on=["name", "pretrained"])
     assert (merged["dollar_street"] == merged["Dollar Street"]).all() and (merged["geode"] == merged["GeoDE"]).all()
+
+
+def test_worst_group_and_accuracy_test_against_hand_counts() -> None:
+    from scipy.stats import chi2_contingency
+    from statsmodels.stats.proportion import proportion_confint
+
+    from audit.metrics.base import MetricInput
+    from audit.metrics.worst_group import ACCURACY_TEST, WORST_GROUP_ACCURACY
+    from audit.spec import DatasetSpec
+    from audit.spec.models import StatsSpec
+
+    rng = np.random.default_rng(9)
+    region = rng.choice(["a", "b", "c"], 300)
+    correct = rng.random(300) < np.where(region == "b", 0.3, 0.7)
+    preds = pd.DataFrame({"dataset": "geode", "model": "m", "variant": "default", "region": region,
+                          "correct": correct, "top5_correct": correct | (rng.random(300) < 0.5)})
+    inp = MetricInput(preds, None, {"geode": DatasetSpec(adapter="wds", subgroups=("region",))}, (),
+                      StatsSpec(min_n=10), ("default",), rng)
+    (row,) = WORST_GROUP_ACCURACY.compute(inp)
+    rates = {g: correct[region == g].mean() for g in "abc"}
+    worst = min(rates, key=rates.__getitem__)
+    k, n = int(correct[region == worst].sum()), int((region == worst).sum())
+    assert (row.group, row.n, row.value) == (worst, n, pytest.approx(k / n))
+    assert (row.ci_low, row.ci_high) == pytest.approx(proportion_confint(k, n, 0.05, method="wilson"))
+    top1, top5 = ACCURACY_TEST.compute(inp)
+    for got, hits in ((top1, correct), (top5, preds["top5_correct"].to_numpy())):
+        table = [[int(hits[region == g].sum()), int((~hits[region == g]).sum())] for g in "abc"]
+        want = chi2_contingency(table, correction=False)
+        assert got.value == pytest.approx(want.statistic) and got.p_value == pytest.approx(want.pvalue)
+    assert (top1.category, top5.category) == ("top1", "top5")
