@@ -105,11 +105,15 @@ def test_code_outside_the_names_map_names_the_sample(tmp_path: Path) -> None:
 
 
 def test_columns_must_be_declared_fields(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:  # the loader reports it at `validate`
+        DatasetSpec(adapter="wds", metadata=("region",), subgroups=("income",), metadata_names={"country": ("x",)})
+    text = str(err.value)
+    assert "column 'income' is not a metadata field (region)" in text and "metadata_names.country" in text
     root, _, _ = geo(tmp_path)
-    with pytest.raises(UserError) as err:
-        load(source=str(root), metadata=("region",), subgroups=("income",), metadata_names={"country": ("x",)})
-    text = err.value.render()
-    assert "column 'income' is not a metadata field" in text and "metadata_names.country" in text
+    with pytest.raises(UserError, match="column.s. region need the npy metadata fields declared"):
+        load(source=str(root), subgroups=("region",))
 
 
 def test_missing_hub_dataset_says_how_to_download(tmp_path: Path) -> None:

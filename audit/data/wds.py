@@ -32,7 +32,7 @@ import pandas as pd
 from audit.data import TARGET, Table, TableDataset, build_dataset, check_options, local_signature
 from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase
 from audit.data.hf import HFImages, Source, hub_file, image_columns, open_split, resolve_source
-from audit.errors import DataError, Problem, UserError
+from audit.errors import DataError, UserError
 from audit.spec import DatasetSpec
 
 CLASSNAMES_FILE = "classnames.txt"
@@ -134,21 +134,14 @@ class WdsAdapter(AdapterBase):
     # -- checks and texts ------------------------------------------------------------------
 
     def check_spec(self) -> None:
-        """Names in metadata_names, subgroups and target must be declared metadata fields."""
-        spec, problems = self.spec, []
-        fields = set(spec.metadata)
-        for name in spec.metadata_names:
-            if name not in fields:
-                problems.append(Problem(f"dataset.metadata_names.{name}", "is not a declared metadata field"))
+        """Columns come only from the npy metadata: without declared fields there are none.
+        (With fields declared, :class:`~audit.spec.DatasetSpec` checks the names at load.)"""
+        spec = self.spec
         used = [*spec.subgroups, *(c for combo in spec.intersections for c in combo), *spec.stratify]
-        for col in dict.fromkeys(used):
-            if col not in fields and col != TARGET:
-                problems.append(Problem("dataset.subgroups", f"column '{col}' is not a metadata field"))
-        if spec.target not in (None, TARGET, *fields):
-            problems.append(Problem("dataset.target", f"'{spec.target}' is not a metadata field"))
-        if problems:
-            raise UserError(f"dataset '{spec.display_name}': columns do not match the metadata "
-                            f"fields ({', '.join(spec.metadata) or 'none declared'})", problems=problems,
+        used += [spec.target] if spec.target not in (None, TARGET) else []
+        if used and not spec.metadata:
+            raise UserError(f"dataset '{spec.display_name}': column(s) {', '.join(dict.fromkeys(used))} "
+                            "need the npy metadata fields declared",
                             fix="declare the npy vector's fields in order: metadata: [field, ...]")
 
     def read_texts(self, source: Source, split: str) -> tuple[list[str], list[str]]:

@@ -166,6 +166,21 @@ class DatasetSpec(Frozen):
                 raise ValueError(f"intersections[{i}] must name at least two columns")
         return self
 
+    @model_validator(mode="after")
+    def _metadata_fields(self) -> DatasetSpec:
+        """With ``metadata`` declared, every column named is one of its fields (or ``target``)."""
+        fields = set(self.metadata)
+        problems = [f"metadata_names.{k}: '{k}' is not a declared metadata field"
+                    for k in self.metadata_names if k not in fields]
+        if fields:
+            used = [*self.subgroups, *(c for combo in self.intersections for c in combo), *self.stratify,
+                    *([self.target] if self.target else [])]
+            problems += [f"column '{c}' is not a metadata field ({', '.join(self.metadata)})"
+                         for c in dict.fromkeys(used) if c not in fields and c != "target"]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class ModelSpec(Frozen):
     """One model to audit."""
