@@ -166,6 +166,12 @@ def _faces(task: Task, records: dict[str, dict[str, Any]], frames: dict[str, pd.
         raise UserError(f"the run has no {task.name} dataset for objective(s) {missing}",
                         fix="run the probe with one wds dataset per objective (options.objective)")
 
+    race = records["race"]
+    if race.get("target") != "race_binary" or len((race.get("extra") or {}).get("collapse_names") or ()) != 2:
+        raise UserError(f"dataset '{race['name']}' does not score race as DataComp does (white vs non-white)",
+                        fix="set target: race_binary and options: {objective: race, one_vs_rest: 1}, "
+                            "as probes/fairface_datacomp.yaml does")
+
     def grouped(objective: str, cols: Sequence[str], name: str, hits: np.ndarray) -> dict[str, float]:
         rec, frame = records[objective], frames[objective]
         _need(frame, rec, cols)

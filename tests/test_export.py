@@ -118,6 +118,7 @@ def test_fairface_equals_datacomp(tmp_path: Path) -> None:
     names = {"race": RACES, "gender": ["male", "female"], "race_binary": ["white", "non-white"]}
     records = [{"name": f"fairface_{o}", "source": "djghosh/wds_fairface_test",
                 "extra": {"objective": o, "metadata_names": names}} for o in ("race", "gender", "age", "toxic")]
+    records[0].update(target="race_binary", extra={**records[0]["extra"], "collapse_names": ["white", "non-white"]})
     (line,) = datacomp_lines(write_run(tmp_path / "run", frames, records))
     assert (line["key"], line["dataset"]) == ("fairness/fairface", "FairFace")
     want = {**oracle.faces(y_pred, meta), "main_metric": None}
