@@ -62,7 +62,7 @@ def test_objective_prefixed_files_give_one_label_set_per_objective(tmp_path: Pat
     assert gender.info.class_names == tuple(FACE_OBJECTIVES["gender"])
     assert gender.info.templates == ("a photo of a {c}.", "a photo of a {c} person.")
     assert (gender.metadata["target"] == np.array(FACE_OBJECTIVES["gender"])[gender.metadata["target_index"]]).all()
-    race = load(**common, options={"objective": "race", "one_vs_rest": "white"}, target="race_binary",
+    race = load(**common, options={"objective": "race", "one_vs_rest": 1}, target="race_binary",
                 metadata_names={"race_binary": ("white", "non-white")})
     assert race.info.extra["collapse_groups"] == [[1], [0, 2, 3, 4, 5, 6]]  # DataComp's `pred != 1`
     assert race.info.extra["collapse_names"] == ["white", "non-white"]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from audit.data import TARGET, Table, TableDataset, build_dataset, check_options, local_signature
-from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase
+from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase, Option, option_help
 from audit.data.hf import HFImages, Source, hub_file, image_columns, open_split, resolve_source
 from audit.errors import DataError, UserError
 from audit.spec import DatasetSpec
@@ -98,12 +98,14 @@ class WdsAdapter(AdapterBase):
     columns: ClassVar[tuple[str, ...] | None] = None
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "test"
-    options_help: ClassVar[dict[str, str]] = {
-        "objective": "for objective-prefixed repos (race:, gender:, age:, toxic:): the objective "
-                     "whose class names and templates are used",
-        "one_vs_rest": "class index or name scored against all other classes (max over each "
-                       "side); the target field's codes are 0 = that class, 1 = the rest",
+    options: ClassVar[dict[str, Option]] = {
+        "objective": Option("str", "for objective-prefixed repos (race:, gender:, age:, toxic:): the "
+                                   "objective whose class names and templates are used"),
+        "one_vs_rest": Option("int", "index of the class scored against all other classes (max over each "
+                                     "side); the target field's codes are 0 = that class, 1 = the rest",
+                              bounds=(0, 1_000_000)),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def load(self) -> TableDataset:
         spec = self.spec
@@ -267,13 +269,10 @@ class WdsAdapter(AdapterBase):
         chosen = self.spec.options.get("one_vs_rest")
         if chosen is None:
             return list(names), None
-        if isinstance(chosen, int) and not isinstance(chosen, bool) and 0 <= chosen < len(names):
-            i = chosen
-        elif str(chosen) in names:
-            i = names.index(str(chosen))
-        else:
-            raise UserError(f"dataset.options.one_vs_rest: '{chosen}' is not a class index or name "
-                            f"({len(names)} classes: {', '.join(names[:10])})", fix="use one of them")
+        i = int(chosen)
+        if not 0 <= i < len(names):
+            raise UserError(f"dataset.options.one_vs_rest: {i} is not a class index (the objective has "
+                            f"{len(names)} classes: {', '.join(names[:10])})", fix=f"use 0-{len(names) - 1}")
         labels = list(self.spec.metadata_names.get(field, (names[i], f"not {names[i]}")))
         if len(labels) != 2:
             raise UserError(f"dataset.metadata_names.{field}: one_vs_rest needs exactly 2 names "
