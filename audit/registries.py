@@ -53,7 +53,8 @@ CATEGORY_METRICS = frozenset({
     "template_sensitivity",
 })
 #: Metrics that need a ground truth (``MetricDef.needs_target``).
-TARGET_METRICS = frozenset({"accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall"})
+TARGET_METRICS = frozenset({"accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall",
+                            "worst_group_accuracy", "worst_group_top5_accuracy", "accuracy_test"})
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.
 GATES: Registry[object] = Registry("gate", {
