@@ -65,6 +65,7 @@ GATES: Registry[object] = Registry("gate", {
     "min_accuracy": "audit.gates:eval_min_accuracy",
     "min_effective_robustness": "audit.gates:eval_min_effective_robustness",
     "variant_no_increase": "audit.gates:eval_variant_no_increase",
+    "no_regression": "audit.gates:eval_no_regression",
 })
 
 #: Model id schemes (:mod:`audit.models.ids` parses the ids) -> adapter class.
