@@ -64,7 +64,7 @@ def task_of(record: dict[str, Any]) -> Task | None:
     for task in TASKS:
         if record.get("source") == f"djghosh/wds_{task.short}_test":
             return task
-    if record.get("adapter", "wds") != "wds":
+    if record.get("adapter") not in (None, "wds"):
         return None
     name = str(record.get("name", ""))
     return next((t for t in TASKS if name == t.short or name.startswith(t.short + "_")), None)

@@ -27,7 +27,7 @@ RACES = ["black", "white", "indian", "latino", "middle eastern", "southeast asia
 def write_run(run: Path, frames: list[pd.DataFrame], records: list[dict[str, Any]]) -> Path:
     run.mkdir(parents=True)
     pd.concat(frames, ignore_index=True).to_parquet(run / "predictions.parquet")
-    manifest = {"probe": {"resolved": {"variants": {"default": {}}}}, "datasets": records}
+    manifest = {"probe": {"name": "synthetic", "resolved": {"variants": {"default": {}}}}, "datasets": records}
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 
