@@ -20,6 +20,7 @@ DATASETS: Registry[type] = Registry("dataset adapter", {
     "objectnet": "audit.data.imagenet:ObjectNetAdapter",
     "synthetic_fairface": "audit.data.synthetic:SyntheticFairFaceAdapter",
     "demo_world": "audit.demo.adapter:DemoWorldAdapter",
+    "wds": "audit.data.wds:WdsAdapter",
 })
 
 #: Metrics: name -> :class:`audit.metrics.base.MetricDef`.
@@ -34,6 +35,9 @@ METRICS: Registry[object] = Registry("metric", {
     "balanced_accuracy": "audit.metrics.accuracy:BALANCED_ACCURACY",
     "top5_accuracy": "audit.metrics.accuracy:TOP5_ACCURACY",
     "mean_per_class_recall": "audit.metrics.accuracy:MEAN_PER_CLASS_RECALL",
+    "worst_group_accuracy": "audit.metrics.worst_group:WORST_GROUP_ACCURACY",
+    "worst_group_top5_accuracy": "audit.metrics.worst_group:WORST_GROUP_TOP5_ACCURACY",
+    "accuracy_test": "audit.metrics.worst_group:ACCURACY_TEST",
 })
 
 #: More probe cross-checks, contributed by feature modules so that the one loader runs them all:
@@ -49,7 +53,8 @@ CATEGORY_METRICS = frozenset({
     "template_sensitivity",
 })
 #: Metrics that need a ground truth (``MetricDef.needs_target``).
-TARGET_METRICS = frozenset({"accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall"})
+TARGET_METRICS = frozenset({"accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall",
+                            "worst_group_accuracy", "worst_group_top5_accuracy", "accuracy_test"})
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.
 GATES: Registry[object] = Registry("gate", {
