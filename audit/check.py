@@ -30,9 +30,7 @@ def _row(r: GateResult) -> tuple[str, ...]:
     has_interval = r.ci_low is not None or r.ci_high is not None
     interval = f"{_num(r.ci_low, spec)} .. {_num(r.ci_high, spec)}" if has_interval else ""
     judged = "" if r.judged is None else f"{r.judge} {_num(r.judged, '.2g' if r.judge == 'p_value' else spec)}"
-    outcome = r.outcome.upper() + ("" if r.blocking or r.outcome == "pass" else " (allowed)")
-    if r.blocking and r.severity == "warn":
-        outcome += " (warn)"
+    outcome = r.status.upper() + ("" if r.blocking or r.outcome == "pass" else " (allowed)")
     return (r.gate_id, r.model, r.variant, r.dataset, r.where, "" if r.n is None else str(r.n),
             _num(r.value, spec), interval, judged, f"{r.op} {r.threshold:g}", outcome)
 

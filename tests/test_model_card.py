@@ -70,7 +70,7 @@ def test_model_index_equals_metrics(fair_card: tuple[Path, str]) -> None:
 def test_card_sections_and_caveats(fair_card: tuple[Path, str]) -> None:
     _, card = fair_card
     for text in ("**What was measured.**", "**Data.**", "**Overall category rates (95% CI).**",
-                 "**Release gates: blocked: ", CAVEAT_PERCEIVED, CAVEAT_PROMPTS,
+                 "**Release gates: failed: ", CAVEAT_PERCEIVED, CAVEAT_PROMPTS,
                  f"> **Notice:** {NOTICE}", "HuggingFaceM4/FairFace",
                  "**Prompt variants: each group's rate"):
         assert text in card

@@ -94,7 +94,7 @@ def test_fairness_report_content(fairness_run: Path) -> None:
     nb = nbformat.read(fairness_run / REPORT_NOTEBOOK, as_version=4)
     text = _text(nb)
     assert f"Notice: {NOTICE}" in text
-    assert "## Verdict: blocked: 3 gates failed (exit 1)" in text
+    assert "## Verdict: failed: 3 gates (exit 1)" in text
     assert text.index("## Verdict") < text.index("Category rates by subgroup")
     assert "CLIP paper" in text and "24.4%" in text  # Table 6: crime, Indian
     for heading in ("Release gates", "Intersections", "Template sensitivity", "Provenance"):

@@ -119,7 +119,7 @@ def test_verdict_first_says_warn_and_what_was_compared(tmp_path: Path, shown: li
 def test_blocked_headline() -> None:
     gates = {"exit_code": 1, "verdicts": [{"status": "fail"}, {"status": "warn"},
                                           {"status": "fail"}]}
-    assert vd.headline(gates) == "blocked: 2 gates failed (exit 1)"
+    assert vd.headline(gates) == "failed: 2 gates (exit 1)"
     assert vd.headline({"exit_code": 0, "verdicts": [{"status": "pass"}]}) == "passed (exit 0)"
 
 

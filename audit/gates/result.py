@@ -225,6 +225,7 @@ def gates_document(results: Sequence[GateResult]) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "exit_code": code,
         "passed": code == EXIT_OK,
+        "verdict": verdict(results),
         "summary": summarize(results),
         "verdicts": [v.to_dict() for v in verdicts(results)],
         "results": [r.to_dict() for r in results],

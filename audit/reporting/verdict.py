@@ -1,6 +1,6 @@
 """The top of every report: the verdict a release manager reads in ten seconds.
 
-One headline ("passed", "passed with 2 warnings", "blocked: 1 gate failed"), one row per gate x
+One headline ("passed", "passed with 2 warnings", "failed: 1 gate"), one row per gate x
 model x variant with its status in colour *and* text (so it survives printing in grey), and a
 forest plot of each gate's worst group: the estimate, its interval and the threshold it was held
 against. Everything is read from ``gates.json``; fields that newer gate results carry
@@ -46,14 +46,19 @@ def verdict_status(verdict: Mapping[str, Any]) -> str:
 
 
 def headline(gates: Mapping[str, Any] | None) -> str:
-    """'passed', 'passed with 2 warnings' or 'blocked: 1 gate failed (exit 1)'."""
+    """The verdict :func:`audit.gates.verdict` wrote into gates.json ('passed', 'passed with 2
+    warnings', 'failed: 1 gate'), with the exit code; recomputed only for files written before
+    gates.json carried it."""
     if gates is None:
         return "no release gates in this run"
+    code = gates.get("exit_code")
+    stored = gates.get("verdict")
+    if isinstance(stored, str) and stored:
+        return f"{stored} (exit {code})"
     statuses = [verdict_status(v) for v in gates.get("verdicts") or []]
     fails, warns = statuses.count("fail") + statuses.count("error"), statuses.count("warn")
-    code = gates.get("exit_code")
     if fails or code not in (0, None):
-        return f"blocked: {fails} gate{'s' * (fails != 1)} failed (exit {code})"
+        return f"failed: {fails} gate{'s' * (fails != 1)} (exit {code})"
     if warns:
         return f"passed with {warns} warning{'s' * (warns != 1)} (exit {code})"
     return f"passed (exit {code})"
