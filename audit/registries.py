@@ -34,6 +34,8 @@ METRICS: Registry[object] = Registry("metric", {
     "balanced_accuracy": "audit.metrics.accuracy:BALANCED_ACCURACY",
     "top5_accuracy": "audit.metrics.accuracy:TOP5_ACCURACY",
     "mean_per_class_recall": "audit.metrics.accuracy:MEAN_PER_CLASS_RECALL",
+    "class_recall": "audit.metrics.person_recall:CLASS_RECALL",
+    "recall_disparity": "audit.metrics.person_recall:RECALL_DISPARITY",
 })
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.
@@ -45,6 +47,8 @@ GATES: Registry[object] = Registry("gate", {
     "min_accuracy": "audit.gates:eval_min_accuracy",
     "min_effective_robustness": "audit.gates:eval_min_effective_robustness",
     "variant_no_increase": "audit.gates:eval_variant_no_increase",
+    "max_association": "audit.gates.association:eval_max_association",
+    "max_recall_disparity": "audit.gates.association:eval_max_recall_disparity",
 })
 
 #: Model id schemes (:mod:`audit.models.ids` parses the ids) -> adapter class.

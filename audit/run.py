@@ -231,6 +231,11 @@ def _run_contrastive(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[Datas
             base = ctx.probe.spec.base_variant
             out.retrieval.append(retrieval_rows(ctx.probe, dspec, data, model, texts, feats, rows, base,
                                                 quiet=ctx.options.quiet))
+        if ctx.probe.spec.associations:  # association tests: extra metric rows, like retrieval's
+            from audit.association import association_rows
+
+            out.retrieval.append(association_rows(ctx.probe, dspec, data, model, texts, feats, rows,
+                                                  ctx.probe.spec.base_variant, quiet=ctx.options.quiet))
         for vocab in _vocabularies(ctx.probe, dspec, data):
             flat, n_new = embed_texts(model, [p for row in vocab.prompts() for p in row], texts, quiet=ctx.options.quiet)
             out.prompts_encoded += n_new

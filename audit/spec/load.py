@@ -195,6 +195,7 @@ def load_probe(path: str | Path, *, check_names: bool = True) -> Probe:
             queries.append(found)
     problems += _cross_check(spec, loaded, check_names, probe_dir)
     problems += _check_retrieval(spec, queries)
+    problems += _check_associations(spec, loaded, probe_dir)
     if problems:
         raise UserError(f"{path} is not a valid probe", problems=problems)
     return Probe(path.resolve(), spec, file_hash(path), tuple(loaded), tuple(queries))
@@ -353,3 +354,10 @@ def _cross_check(spec: ProbeSpec, label_sets: list[LoadedLabelSet], check_names:
             if m not in model_names:
                 problems.append(Problem(f"{field}.models", f"unknown model '{m}'{did_you_mean(m, model_names)}"))
     return problems
+
+
+def _check_associations(spec: ProbeSpec, label_sets: list[LoadedLabelSet], probe_dir: Path) -> list[Problem]:
+    """Association tests and their gates (see :mod:`audit.association`)."""
+    from audit.association import check_associations
+
+    return check_associations(spec, [ls.spec for ls in label_sets], lambda p: _resolve_from(probe_dir, p))
