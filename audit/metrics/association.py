@@ -18,7 +18,7 @@ The p-value is a permutation test of the group labels: under permutation the poo
 fixed, so permuting the difference of means is permuting d. When the number of distinct
 relabellings is at most :data:`EXACT_LIMIT` they are enumerated exactly; otherwise they are drawn
 at random from the ``Generator`` passed in, and ``p = (1 + #{as extreme}) / (1 + draws)`` (never
-0). The interval on d is a percentile bootstrap resampling each group with replacement.
+0); two-sided counts relabellings with |difference| >= |observed|. The interval on d is a percentile bootstrap resampling each group with replacement.
 Holm's correction over the family is :func:`holm` (statsmodels).
 """
 
