@@ -20,6 +20,7 @@ DATASETS: Registry[type] = Registry("dataset adapter", {
     "objectnet": "audit.data.imagenet:ObjectNetAdapter",
     "synthetic_fairface": "audit.data.synthetic:SyntheticFairFaceAdapter",
     "demo_world": "audit.demo.adapter:DemoWorldAdapter",
+    "facet": "audit.data.facet:FacetAdapter",
 })
 
 #: Metrics: name -> :class:`audit.metrics.base.MetricDef`.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from audit.gates.evaluators import make_rule
@@ -31,8 +32,9 @@ def _variants(ctx: GateContext, metric: str) -> tuple[str, ...]:
 
 
 def _judge_row(rule: Rule, row: Mapping[str, Any], where: str, alpha: float, significant_only: bool) -> GateResult:
-    p = num(row.get("p_value"))
-    if significant_only and p is not None and p >= alpha and num(row.get("value")) is not None:
+    p, n = num(row.get("p_value")), _n(row)
+    big_enough = n is not None and n >= rule.min_n  # a small group never passes as "not significant"
+    if significant_only and big_enough and p is not None and p >= alpha and num(row.get("value")) is not None:
         msg = f"{rule.measured(row, _n(row))} not significant (Holm p={p:.2g} >= alpha {alpha:g}) {where}"
         return rule.result(row, "pass", msg, judged=None, n=_n(row))
     return rule.check(row, where)
@@ -89,7 +91,8 @@ def eval_max_recall_disparity(gate: MaxRecallDisparityGate, ctx: GateContext) ->
         for row in rows.to_dict("records"):
             where = f"for class '{row['category']}', {gate.group_col} {row['group']}"
             where += f" in {row['dataset']}" if n_datasets > 1 else ""
-            out.append(_judge_row(rule, abs_row(row), where, ctx.stats.alpha, gate.significant_only))
+            result = _judge_row(rule, abs_row(row), where, ctx.stats.alpha, gate.significant_only)
+            out.append(replace(result, category=str(row["category"])))  # the class judged
     return out
 
 
