@@ -139,3 +139,15 @@ def test_demo_planted_group_has_the_largest_positive_significant_effect(demo_row
     d = (s[q].mean() - s[~q].mean()) / s.std(ddof=1)
     assert top["value"] == pytest.approx(d, rel=1e-4)
     assert rows["p_value"].notna().all()
+
+
+def test_forest_plot_draws_one_line_per_row_and_escapes_user_text() -> None:
+    from audit.reporting.association import association_table, plot_association_forest
+
+    metrics = _rows("association_test", [("a$b", 0.9, 0.6, 1.2, 50, 0.001), ("c", -0.3, -0.6, 0.1, 12, 0.4)])
+    metrics.loc[1, "flag"] = "small_n"
+    assert plot_association_forest(metrics.assign(metric="accuracy")) is None
+    fig = plot_association_forest(metrics)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == [r"t | a\$b", "t | c\u2020"]
+    assert list(association_table(metrics)["group"]) == ["a$b", "c"]
