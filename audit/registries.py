@@ -48,8 +48,8 @@ GATES: Registry[object] = Registry("gate", {
     "min_accuracy": "audit.gates:eval_min_accuracy",
     "min_effective_robustness": "audit.gates:eval_min_effective_robustness",
     "variant_no_increase": "audit.gates:eval_variant_no_increase",
-    "max_association": "audit.gates.association:eval_max_association",
-    "max_recall_disparity": "audit.gates.association:eval_max_recall_disparity",
+    "max_association": "audit.gates:eval_max_association",
+    "max_recall_disparity": "audit.gates:eval_max_recall_disparity",
 })
 
 #: Model id schemes (:mod:`audit.models.ids` parses the ids) -> adapter class.

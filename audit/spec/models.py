@@ -290,6 +290,29 @@ class MaxRetrievalSkewGate(GateBase):
     threshold: float = Field(ge=0)
 
 
+class MaxAssociationGate(GateBase):
+    """The effect size (Cohen's d) of an association test must stay at or below a threshold."""
+
+    type: Literal["max_association"]
+    test: str = Field(description="Name of an association test of the probe.")
+    threshold: float = Field(description="Largest acceptable d (0.2 small, 0.5 medium, 0.8 large).")
+    significant_only: bool = Field(
+        default=False, description="Judge only groups whose Holm-adjusted p < stats.alpha."
+    )
+
+
+class MaxRecallDisparityGate(GateBase):
+    """Per person class, the recall difference between two groups must stay below a threshold
+    (FACET-style); judged on |difference| (its interval bound with judge: lower/upper)."""
+
+    type: Literal["max_recall_disparity"]
+    group_col: str = Field(description="A declared subgroup column, e.g. gender_presentation.")
+    threshold: float = Field(ge=0, le=1, description="Largest acceptable |recall difference|.")
+    significant_only: bool = Field(
+        default=False, description="Judge only classes whose Holm-adjusted p < stats.alpha."
+    )
+
+
 GateSpec = Annotated[
     Union[
         MaxRetrievalSkewGate,
@@ -299,8 +322,8 @@ GateSpec = Annotated[
         MinAccuracyGate,
         MinEffectiveRobustnessGate,
         VariantNoIncreaseGate,
-        "MaxAssociationGate",
-        "MaxRecallDisparityGate",
+        MaxAssociationGate,
+        MaxRecallDisparityGate,
     ],
     Field(discriminator="type"),
 ]
@@ -466,29 +489,6 @@ class AssociationSpec(Frozen):
     )
     n_permutations: int = Field(default=10_000, ge=100, description="Random relabellings of the test.")
     datasets: tuple[str, ...] | None = Field(default=None, description="Only these datasets (names).")
-
-
-class MaxAssociationGate(GateBase):
-    """The effect size (Cohen's d) of an association test must stay at or below a threshold."""
-
-    type: Literal["max_association"]
-    test: str = Field(description="Name of an association test of the probe.")
-    threshold: float = Field(description="Largest acceptable d (0.2 small, 0.5 medium, 0.8 large).")
-    significant_only: bool = Field(
-        default=False, description="Judge only groups whose Holm-adjusted p < stats.alpha."
-    )
-
-
-class MaxRecallDisparityGate(GateBase):
-    """Per person class, the recall difference between two groups must stay below a threshold
-    (FACET-style); judged on |difference| (its interval bound with judge: lower/upper)."""
-
-    type: Literal["max_recall_disparity"]
-    group_col: str = Field(description="A declared subgroup column, e.g. gender_presentation.")
-    threshold: float = Field(ge=0, le=1, description="Largest acceptable |recall difference|.")
-    significant_only: bool = Field(
-        default=False, description="Judge only classes whose Holm-adjusted p < stats.alpha."
-    )
 
 
 ProbeSpec.model_rebuild()
