@@ -25,7 +25,7 @@ from audit.metrics.association import association_scores, comparison_rows, holm_
 from audit.metrics.base import MetricRow, rows_to_frame
 from audit.metrics.breakdown import column_levels
 from audit.registry import did_you_mean
-from audit.spec.models import AttributeSetSpec, DatasetSpec, LabelSet, ProbeSpec
+from audit.spec.models import AssociationSpec, AttributeSetSpec, DatasetSpec, LabelSet, ProbeSpec
 
 
 def attribute_texts(aset: AttributeSetSpec, labels: Sequence[Any], resolve: Callable[[str], Path]) -> list[str]:
@@ -83,27 +83,35 @@ def check_associations(spec: ProbeSpec, label_sets: Sequence[LabelSet],
     problems: list[Problem] = []
     categories = {lb.category for ls in label_sets for lb in ls.labels}
     names = [t.name for t in spec.associations]
-    datasets = {d.display_name: d for d in spec.datasets}
     for i, test in enumerate(spec.associations):
         field = f"associations[{i}]"
         if names.count(test.name) > 1:
             problems.append(Problem(f"{field}.name", f"test name '{test.name}' is used twice; names must be unique"))
-        chosen = [datasets[n] for n in test.datasets or datasets if n in datasets]
-        for j, n in enumerate(test.datasets or ()):
-            if n not in datasets:
-                problems.append(Problem(f"{field}.datasets[{j}]", f"unknown dataset '{n}'{did_you_mean(n, list(datasets))}"))
-        for d in chosen:
-            if test.group_col not in d.subgroups:
-                problems.append(Problem(f"{field}.group_col", f"'{test.group_col}' is not a declared subgroup of dataset "
-                                        f"{d.display_name}{did_you_mean(test.group_col, list(d.subgroups))} (subgroups: {', '.join(d.subgroups)})"))
-        if test.groups is not None and test.groups[0] == test.groups[1]:
-            problems.append(Problem(f"{field}.groups", "name two different groups"))
+        problems += _check_groups(spec, test, field)
         for side in ("a", "b"):
             problems += _check_set(getattr(test, side), f"{field}.{side}", categories, resolve)
     for i, gate in enumerate(spec.gates):
         if getattr(gate, "type", "") == "max_association" and gate.test not in names:
-            problems.append(Problem(f"gates[{i}].test", f"unknown association test '{gate.test}'{did_you_mean(gate.test, names)}"
-                                    + ("" if names else "; the probe has no 'associations:' section")))
+            hint = did_you_mean(gate.test, names) if names else "; the probe has no 'associations:' section"
+            problems.append(Problem(f"gates[{i}].test", f"unknown association test '{gate.test}'{hint}"))
+    return problems
+
+
+def _check_groups(spec: ProbeSpec, test: AssociationSpec, field: str) -> list[Problem]:
+    """The test's datasets exist and declare its group column; two named groups differ."""
+    problems: list[Problem] = []
+    datasets = {d.display_name: d for d in spec.datasets}
+    for j, name in enumerate(test.datasets or ()):
+        if name not in datasets:
+            problems.append(Problem(f"{field}.datasets[{j}]",
+                                    f"unknown dataset '{name}'{did_you_mean(name, list(datasets))}"))
+    for d in (datasets[n] for n in test.datasets or datasets if n in datasets):
+        if test.group_col not in d.subgroups:
+            problems.append(Problem(f"{field}.group_col", (
+                f"'{test.group_col}' is not a declared subgroup of dataset {d.display_name}"
+                f"{did_you_mean(test.group_col, list(d.subgroups))} (subgroups: {', '.join(d.subgroups)})")))
+    if test.groups is not None and test.groups[0] == test.groups[1]:
+        problems.append(Problem(f"{field}.groups", "name two different groups"))
     return problems
 
 
@@ -112,7 +120,8 @@ def _check_set(aset: AttributeSetSpec, field: str, categories: set[str],
     problems: list[Problem] = []
     for j, cat in enumerate(aset.categories):
         if cat not in categories:
-            problems.append(Problem(f"{field}.categories[{j}]", f"unknown category '{cat}'{did_you_mean(cat, sorted(categories))}"))
+            problems.append(Problem(f"{field}.categories[{j}]",
+                                    f"unknown category '{cat}'{did_you_mean(cat, sorted(categories))}"))
     if aset.labels is not None:
         from audit.spec.load import load_label_set
 
