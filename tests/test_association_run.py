@@ -151,3 +151,19 @@ def test_forest_plot_draws_one_line_per_row_and_escapes_user_text() -> None:
     ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert ticks == [r"t | a\$b", "t | c\u2020"]
     assert list(association_table(metrics)["group"]) == ["a$b", "c"]
+
+
+def test_report_sections_show_only_what_the_run_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit.reporting import association as ra
+
+    shown: list[str] = []
+    monkeypatch.setattr(ra, "markdown", lambda text: shown.append(text))
+    monkeypatch.setattr(ra, "show_associations", lambda run, alpha: shown.append(f"assoc {alpha}"))
+    monkeypatch.setattr(ra, "show_recall_disparities", lambda run, alpha: shown.append("recall"))
+
+    class Run:
+        metrics = _rows("association_test", [("a", 0.9, 0.6, 1.2, 50, 0.001)])
+        resolved = {"stats": {"alpha": 0.01}}
+
+    ra.show_association_sections(Run())  # type: ignore[arg-type]
+    assert shown == ["## Association tests", "assoc 0.01"]

@@ -259,3 +259,19 @@ def test_probe_runs_end_to_end_and_the_gate_finds_the_planted_class(
     small = [g for g in gates["results"] if g["outcome"] == "insufficient"]
     assert small and all(g["n"] < 30 for g in small)  # e.g. non_binary: no such person generated
     assert any("non_binary" in g["group"] for g in small)
+
+
+@pytest.mark.parametrize(("options", "problem"), [({"crop": "no"}, "crop must be true or false"),
+                                                  ({"padding": 2}, "padding must be a number between 0 and 1"),
+                                                  ({"pad": 0.1}, "unknown option(s)")])
+def test_bad_options_are_user_errors(tmp_path: Path, options: dict[str, Any], problem: str) -> None:
+    from audit.errors import UserError
+
+    write_facet(tmp_path, _people(n=4))
+    with pytest.raises(UserError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        _load(tmp_path, options=options)
+
+
+def test_padding_widens_the_crop(tmp_path: Path) -> None:
+    write_facet(tmp_path, _people(n=4))
+    assert _load(tmp_path, options={"padding": 0.25}).load_image(0).size == (BOX + 8, BOX + 8)

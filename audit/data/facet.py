@@ -196,9 +196,11 @@ class FacetAdapter(AdapterBase):
         if spec.target not in (None, TARGET, "class1"):
             raise UserError(f"dataset.target: FACET's target is the person class (class1), not '{spec.target}'",
                             fix="set target: class1 or remove it")
-        padding = float(spec.options.get("padding", 0.0))
-        if not 0 <= padding <= 1:
-            raise UserError(f"dataset.options.padding must be between 0 and 1, got {padding}")
+        crop, padding = spec.options.get("crop", True), spec.options.get("padding", 0.0)
+        if not isinstance(crop, bool):
+            raise UserError(f"dataset.options.crop must be true or false, got {crop!r}")
+        if isinstance(padding, bool) or not isinstance(padding, (int, float)) or not 0 <= padding <= 1:
+            raise UserError(f"dataset.options.padding must be a number between 0 and 1, got {padding!r}")
         root = self._root()
         path = find_annotations(root)
         frame = read_annotations(path, tuple(spec.subgroups))
@@ -212,7 +214,7 @@ class FacetAdapter(AdapterBase):
                             fix=f"FACET's classes are: {', '.join(FACET_CLASSES)}")
         table = self._table(root, path, frame)
         dataset = build_dataset(spec, table, source=str(root), config=None, split=self.default_split, revision=None)
-        return PersonCrops(dataset, padding) if spec.options.get("crop", True) else dataset
+        return PersonCrops(dataset, float(padding)) if crop else dataset
 
     def _table(self, root: Path, path: Path, frame: pd.DataFrame) -> Table:
         files = {p.name: p for p in list_images(root)}

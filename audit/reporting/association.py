@@ -95,4 +95,19 @@ def show_recall_disparities(run: RunData, alpha: float = 0.05, k: int = 10) -> N
           "Recall disparities")
 
 
-__all__ = ["association_table", "plot_association_forest", "show_associations", "show_recall_disparities"]
+def show_association_sections(run: RunData, alpha: float | None = None) -> None:
+    """Both sections, each with its heading, shown only when the run computed its rows; alpha
+    defaults to the probe's ``stats.alpha``."""
+    if alpha is None:
+        alpha = float((run.resolved.get("stats") or {}).get("alpha", 0.05))
+    names = set(run.metrics["metric"].astype(str))
+    if ASSOCIATION_METRIC in names:
+        markdown("## Association tests")
+        show_associations(run, alpha)
+    if RECALL_DISPARITY_METRIC in names:
+        markdown("## Person-class recall disparities (FACET-style)")
+        show_recall_disparities(run, alpha)
+
+
+__all__ = ["association_table", "plot_association_forest", "show_association_sections", "show_associations",
+           "show_recall_disparities"]
