@@ -15,8 +15,10 @@ import pandas as pd
 import yaml
 
 from audit.reporting.display import interval, pct
+from audit.reporting.escape import md_join, md_text
 from audit.reporting.load import ACCURACY_METRICS, RunData, load_run
-from audit.reporting.tables import gate_verdicts, ordered, pick_variant
+from audit.reporting.tables import ordered, pick_variant, variant_rates
+from audit.reporting.verdict import headline, verdict_table
 from audit.results import atomic_write
 
 MODEL_CARD = "model_card.md"
@@ -44,11 +46,10 @@ CAVEAT_BASELINE = (
 
 
 def _md_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table; every cell escaped (no markup, pipes or line breaks)."""
     if df.empty:
         return "_none_"
-    def esc(x: object) -> str:
-        return str(x).replace("|", "\\|").replace("\n", " ")
-
+    esc = md_text
     cells = df.map(esc)
     head = "| " + " | ".join(esc(c) for c in df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
@@ -56,15 +57,19 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body])
 
 
+def public_source(source: object) -> str:
+    """A dataset source fit for a shared card: a hub id as is, a local path by its last
+    folder name only (a card never shows where files lie on someone's machine)."""
+    text = str(source or "")
+    if text and not _HUB_ID.match(text) and (Path(text).is_absolute() or "/" in text
+                                              or "\\" in text):
+        return f"{Path(text).name} (local folder)"
+    return text
+
+
 def _dataset_type(d: dict[str, Any]) -> str:
     source = str(d.get("source") or "")
     return source if _HUB_ID.match(source) else str(d.get("adapter") or d.get("name"))
-
-
-def _fairface_shaped(run: RunData) -> bool:
-    races = set(run.rows("category_rate", group_col="race")["group"])
-    return any(str(d.get("adapter")) == "fairface" for d in run.manifest.get("datasets", [])) or \
-        len(races & {"East Asian", "Indian", "Black", "White", "Middle Eastern"}) >= 4
 
 
 def model_index(run: RunData) -> list[dict[str, Any]]:
@@ -172,9 +177,9 @@ def _robustness_table(run: RunData) -> pd.DataFrame:
 
 
 def caveats(run: RunData) -> list[str]:
-    out = [f"**Notice:** {n}" for n in run.notices]
+    out: list[str] = []  # the notice stands at the top of the card, once
     if run.kind == "fairness":
-        if _fairface_shaped(run):
+        if run.fairface_shaped:
             out += [CAVEAT_PERCEIVED, CAVEAT_PROMPTS]
         out.append(CAVEAT_VOCAB)
     else:
@@ -194,35 +199,41 @@ def model_card_text(run: RunData) -> str:
             f"variant ({', '.join(run.variants)})" if run.kind == "fairness" else
             "zero-shot top-1 on ImageNet and its natural distribution shifts, and effective "
             "robustness against standard ImageNet models")
-    data = pd.DataFrame([{"dataset": d.get("name"), "source": d.get("source"),
+    data = pd.DataFrame([{"dataset": d.get("name"), "source": public_source(d.get("source")),
                           "config": d.get("config") or "\u2013", "split": d.get("split") or "\u2013",
                           "revision": d.get("revision") or "not pinned",
                           "images": d.get("num_rows"), "skipped": len(d.get("skipped") or [])}
                          for d in m.get("datasets", [])])
-    parts = [f"## Evaluation: {probe.get('name', '')} ({run.kind} audit)", ""]
-    parts += [f"> **Notice:** {n}" for n in run.notices] + ([""] if run.notices else [])
-    parts += [f"**What was measured.** {what[0].upper() + what[1:]}. Models: "
-              f"{', '.join(f'`{x}`' for x in run.models)}. Probe `{probe.get('path', '')}` "
-              f"(sha256 `{str(probe.get('sha256') or '')[:12]}`), run {m.get('created', '')}, "
-              f"seed {m.get('seed', '')}, audit {m.get('audit_version', '')}.", "",
+    parts = [f"## Evaluation: {md_text(probe.get('name', ''))} ({run.kind} audit)", ""]
+    parts += [f"> **Notice:** {md_text(n)}" for n in run.notices] + ([""] if run.notices else [])
+    probe_file = Path(str(probe.get("path") or "")).name  # never a local absolute path
+    parts += [f"**What was measured.** {md_text(what[0].upper() + what[1:])}. Models: "
+              f"{md_join(run.models)}. Probe {md_text(probe_file)} "
+              f"(sha256 `{str(probe.get('sha256') or '')[:12]}`), run "
+              f"{md_text(m.get('created', ''))}, seed {md_text(m.get('seed', ''))}, "
+              f"audit {md_text(m.get('audit_version', ''))}.", "",
               "**Data.**", "", _md_table(data), ""]
+    verdicts = verdict_table(run)
+    if not verdicts.empty:
+        parts += [f"**Release gates: {headline(run.gates)}.** WARN rows are reported, FAIL rows "
+                  "block the release; 'compared' is the number each gate tested against its "
+                  "threshold.", "", _md_table(verdicts), ""]
     tables = [("Overall category rates (95% CI)", _rates_table(run)),
               ("Largest gap between groups: highest minus lowest rate in points (95% CI; which groups), "
-               f"{run.base_variant} prompts", _disparity_table(run)),
+               f"{md_text(run.base_variant)} prompts", _disparity_table(run)),
+              ("Prompt variants: each group's rate under the base label set and under the "
+               "variant, and the paired change (95% CI)", variant_rates(run)),
               ("Accuracy (95% CI)", _accuracy_table(run)),
               ("Effective robustness (accuracy points, 95% band)", _robustness_table(run))]
     for title, df in tables:
         if not df.empty:
             parts += [f"**{title}.**", "", _md_table(df), ""]
-    verdicts = gate_verdicts(run)
-    if not verdicts.empty:
-        code = (run.gates or {}).get("exit_code")
-        parts += [f"**Release gates** ({'passed' if code == 0 else 'blocked'}).", "",
-                  _md_table(verdicts[["status", "gate", "model", "variant", "why"]]), ""]
     parts += ["**Caveats.**", "", *[f"- {c}" for c in caveats(run)], ""]
     index = yaml.safe_dump({"model-index": model_index(run)}, sort_keys=False, allow_unicode=True)
+    # a fence longer than any backtick run in the YAML (a model name may hold ```)
+    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", index)), default=0))
     parts += ["**Evaluation results** (Hugging Face `model-index`, for the card's front matter):",
-              "", "```yaml", index.rstrip(), "```", ""]
+              "", f"{fence}yaml", index.rstrip(), fence, ""]
     return "\n".join(parts)
 
 

@@ -68,14 +68,20 @@ def dataset_columns(adapter: str) -> tuple[str, ...] | None:
 
 
 def model_scheme(model_id: str) -> str:
-    """The registered scheme of a model id (the rule lives in :mod:`audit.models.ids`)."""
+    """The registered scheme of a model id (the rule lives in :mod:`audit.models.ids`); a scheme
+    registered by a plugin (``MODEL_SCHEMES.register``) is taken as written."""
     from audit.models.ids import scheme_of
 
-    return scheme_of(model_id)
+    head = model_id.split(":", 1)[0]
+    return head if head in MODEL_SCHEMES and head != "open_clip" else scheme_of(model_id)
 
 
 def check_model_id(model_id: str, resolve: Callable[[str], Path] | None = None) -> str | None:
     """A problem message for a malformed or unknown model id, or None. Imports no torch."""
+    from audit.models.ids import PREFIX_SCHEMES
     from audit.models.ids import check_model_id as check
 
+    scheme = model_scheme(model_id)
+    if scheme != "open_clip" and scheme not in PREFIX_SCHEMES:
+        return None  # a plugin's scheme: its adapter checks its own ids when the run loads it
     return check(model_id, resolve)

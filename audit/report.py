@@ -70,16 +70,18 @@ def templates_for(run_dir: Path, kind: str | None = None) -> list[Path]:
 
 
 def _named_template(folder: Path, name: str, base: Path) -> Path:
-    """A template by kind (``fairness``), file name, or path to a custom notebook (relative
-    paths resolve against the probe file's folder ``base``)."""
+    """A template by kind (``fairness``), or the notebook path the probe's loader resolved
+    (relative paths are relative to the probe file's folder ``base``). Nothing else is
+    searched: only what the validated probe names is executed."""
     if name in TEMPLATES:
         return folder / TEMPLATES[name]
-    for path in (folder / name, folder / f"{name}.ipynb", base / name):
-        if path.is_file():
-            return path
-    raise UserError(f"report notebook '{name}' not found{did_you_mean(name, list(TEMPLATES))}",
+    path = base / name
+    if path.is_file():
+        return path
+    raise UserError(f"report notebook '{name}' not found (looked for {path})"
+                    f"{did_you_mean(name, list(TEMPLATES))}",
                     fix=f"set report.notebooks in the probe to one of {', '.join(TEMPLATES)} "
-                        "or to a path to a .ipynb")
+                        "or to the path of a .ipynb relative to the probe file")
 
 
 def _output_names(index: int, template: Path) -> tuple[str, str]:
@@ -94,6 +96,13 @@ def _first_line(source: str) -> str:
     return lines[0] if lines else source.strip()[:80]
 
 
+def _literal(path: Path) -> str:
+    """A path papermill will not format: it calls ``path.format(**parameters)`` on both
+    notebook paths, so a brace in a folder or probe name (``/tmp/exp{1}``) would be read as a
+    replacement field. Doubled braces format back to the original path."""
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
 def _execute(template: Path, out: Path, parameters: Mapping[str, Any]) -> None:
     """Run ``template`` with papermill into ``out`` (atomically, also on failure)."""
     import papermill
@@ -104,7 +113,7 @@ def _execute(template: Path, out: Path, parameters: Mapping[str, Any]) -> None:
     tmp = Path(tmp_name)
     try:
         papermill.execute_notebook(
-            str(template), str(tmp), parameters=dict(parameters), kernel_name=KERNEL,
+            _literal(template), _literal(tmp), parameters=dict(parameters), kernel_name=KERNEL,
             progress_bar=False, log_output=False, execution_timeout=CELL_TIMEOUT,
             # the kernel's start-up warnings (e.g. unencrypted local TCP) are noise here
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
@@ -163,9 +172,27 @@ def to_html(notebook: Path) -> str:
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(notebook), as_version=4)
+    _images_with_alt(nb)
     exporter = HTMLExporter(exclude_input=True, mathjax_url="", require_js_url="")
     body, _ = exporter.from_notebook_node(nb)
     return strip_remote(body)
+
+
+def _images_with_alt(nb: Any) -> None:
+    """Give each PNG figure its alt text in the HTML: the lab template ignores the ``alt``
+    metadata that :func:`audit.reporting.display.show` records, so the figure goes out as an
+    ``<img>`` that carries it (and nbconvert has no missing alt text to warn about)."""
+    from audit.reporting.escape import html_text
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data") or {}
+            png = data.get("image/png")
+            alt = ((out.get("metadata") or {}).get("image/png") or {}).get("alt") \
+                or (out.get("metadata") or {}).get("alt") or "figure"
+            if png:
+                out["data"] = {"text/html": f'<img src="data:image/png;base64,{png.strip()}" '
+                                            f'alt="{html_text(alt)}"/>'}
 
 
 def strip_remote(html: str) -> str:

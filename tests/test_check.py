@@ -13,7 +13,7 @@ import pytest
 from audit.check import check_main, format_table
 from audit.errors import EXIT_USER, DataError, UserError
 from audit.gates import AuditRun
-from audit.gates.testing import MODEL, metric_row, probe_dict, write_run
+from audit.testing.gates import MODEL, metric_row, probe_dict, write_run
 from audit.results import MANIFEST, METRICS
 
 RATES = [

@@ -13,7 +13,7 @@ from audit import registries
 from audit.gates import (
     GateContext, GateResult, evaluate, evaluate_gates, exit_code, gate_labels, verdicts,
 )
-from audit.gates.testing import MODEL, metric_row, probe_dict
+from audit.testing.gates import MODEL, metric_row, probe_dict
 from audit.results import METRIC_COLUMNS
 from audit.spec.models import GateSpec, ProbeSpec, StatsSpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from audit.gates import evaluate_gates
-from audit.gates.testing import metric_row, probe_dict
+from audit.testing.gates import metric_row, probe_dict
 from audit.spec.models import ProbeSpec
 
 RETRIEVAL = {"query_sets": [{"labels": "adj.yaml"}], "ks": [10, 100]}

@@ -18,7 +18,7 @@ from audit.model_card import (
     TASK,
     write_model_card,
 )
-from audit.reporting.sample import MODELS, NOTICE, write_sample_run
+from audit.testing.sample_run import MODELS, NOTICE, write_sample_run
 from audit.results import GATES, METRICS, ROBUSTNESS
 
 YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
@@ -70,9 +70,11 @@ def test_model_index_equals_metrics(fair_card: tuple[Path, str]) -> None:
 def test_card_sections_and_caveats(fair_card: tuple[Path, str]) -> None:
     _, card = fair_card
     for text in ("**What was measured.**", "**Data.**", "**Overall category rates (95% CI).**",
-                 "**Release gates** (blocked)", CAVEAT_PERCEIVED, CAVEAT_PROMPTS,
-                 f"> **Notice:** {NOTICE}", "HuggingFaceM4/FairFace"):
+                 "**Release gates: blocked: ", CAVEAT_PERCEIVED, CAVEAT_PROMPTS,
+                 f"> **Notice:** {NOTICE}", "HuggingFaceM4/FairFace",
+                 "**Prompt variants: each group's rate"):
         assert text in card
+    assert card.count(NOTICE) == 1  # printed once, at the top
 
 
 def test_markdown_tables_are_well_formed(fair_card: tuple[Path, str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from audit.gates.testing import MODEL, metric_row, probe_dict, write_run
+from audit.testing.gates import MODEL, metric_row, probe_dict, write_run
 
 pytest_plugins = ["pytester"]
 

@@ -21,7 +21,7 @@ from audit.report import (
     strip_remote,
 )
 from audit.reporting.display import NOT_COMPUTED
-from audit.reporting.sample import NOTICE, write_sample_run
+from audit.testing.sample_run import NOTICE, write_sample_run
 from audit.results import GATES, METRICS, ROBUSTNESS
 
 REMOTE_TAG = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*['\"]?(?:https?:)?//", re.I)
@@ -94,21 +94,23 @@ def test_fairness_report_content(fairness_run: Path) -> None:
     nb = nbformat.read(fairness_run / REPORT_NOTEBOOK, as_version=4)
     text = _text(nb)
     assert f"Notice: {NOTICE}" in text
-    assert "release blocked (exit 1)" in text
+    assert "## Verdict: blocked: 3 gates failed (exit 1)" in text
+    assert text.index("## Verdict") < text.index("Category rates by subgroup")
     assert "CLIP paper" in text and "24.4%" in text  # Table 6: crime, Indian
     for heading in ("Release gates", "Intersections", "Template sensitivity", "Provenance"):
         assert heading in text
     assert "val/99998.jpg" in text  # skipped images listed
     assert NOT_COMPUTED not in text
     pngs = [o for o in _outputs(nb, "display_data") if "image/png" in o.data]
-    # 3 subgroup columns + heatmap + variant comparison + 3 accuracy + templates
-    assert len(pngs) == 9
+    # gate forest + 3 subgroup columns + heatmap + variant comparison (one per category, 3)
+    # + 3 accuracy + templates
+    assert len(pngs) == 12
 
 
 def test_sparse_run_skips_sections(sparse_run: Path) -> None:
     text = _text(nbformat.read(sparse_run / REPORT_NOTEBOOK, as_version=4))
     assert "no gates.json in this run" in text
-    for section in ("Intersections (e.g. race x gender)", "Prompt variants by age",
+    for section in ("Intersections (e.g. race x gender)", "Prompt variants",
                     "Accuracy by subgroup", "Template sensitivity"):
         assert f"**{section}:** {NOT_COMPUTED}." in text
     assert "Notice:" not in text
@@ -189,6 +191,28 @@ def test_probe_report_notebooks_chooses_template(tmp_path: Path) -> None:
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     assert templates_for(run_dir) == [notebook_dir() / TEMPLATES["robustness"]]
     assert templates_for(run_dir, "fairness") == [notebook_dir() / TEMPLATES["fairness"]]
+
+
+def test_probe_notebooks_are_the_paths_the_probe_resolved(tmp_path: Path) -> None:
+    """A notebook path is taken relative to the probe file, as the loader resolved it; the
+    template folder is not searched by file name (only kinds name templates)."""
+    from audit.report import templates_for
+
+    run_dir = write_sample_run(tmp_path / "run", "fairness")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    probe_dir = tmp_path / "probes"
+    probe_dir.mkdir()
+    custom = probe_dir / "mine.ipynb"
+    custom.write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    manifest["probe"]["path"] = str(probe_dir / "p.yaml")
+    for names, expected in ((["mine.ipynb"], [custom]), ([str(custom)], [custom])):
+        manifest["probe"]["resolved"]["report"] = {"notebooks": names}
+        (run_dir / "manifest.json").write_text(json.dumps(manifest))
+        assert templates_for(run_dir) == expected
+    manifest["probe"]["resolved"]["report"] = {"notebooks": [TEMPLATES["fairness"]]}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="not found"):
+        templates_for(run_dir)
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES.values()))

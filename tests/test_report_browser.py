@@ -5,6 +5,7 @@ Run with ``pytest -m browser tests/test_report_browser.py`` (needs ``apt-get ins
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from audit.report import REPORT_HTML, render_report
-from audit.reporting.sample import write_sample_run
+from audit.testing.sample_run import write_sample_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -46,3 +47,10 @@ def test_report_renders_in_chromium(kind: str, tmp_path: Path) -> None:
     colors = img.getcolors(maxcolors=1_000_000)
     assert colors is not None and len(colors) > 200  # text, tables and figures, not a blank page
     shutil.copy(png, run_dir / f"screenshot_{kind}.png")
+    # the page as the browser built it: the verdict and its forest plot come first
+    dom = subprocess.run([*cmd[:-3], f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom",
+                          html.resolve().as_uri()], capture_output=True, text=True, timeout=120).stdout
+    headings = re.findall(r"<h[12][^>]*>(.*?)</h[12]>", dom, flags=re.S)
+    assert re.sub(r"<[^>]+>", "", headings[1]).startswith("Verdict: "), headings[:3]
+    first_img = re.search(r'<img[^>]*alt="([^"]*)"', dom)
+    assert first_img is not None and first_img.group(1).startswith("Worst group per gate")

@@ -27,7 +27,7 @@ from audit.reporting import (
 from audit.reporting.display import figure_png
 from audit.reporting.fairness import _split_groups
 from audit.reporting.load import RunData
-from audit.reporting.sample import MODELS, RACES, write_sample_run
+from audit.testing.sample_run import MODELS, RACES, write_sample_run
 from audit.results import METRICS
 
 

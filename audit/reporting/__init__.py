@@ -44,10 +44,13 @@ from audit.reporting.sections import (
     show_gates,
     show_intersections,
     show_provenance,
+    show_reading_notes,
     show_skipped,
     show_subgroup_rates,
     show_template_sensitivity,
     show_variant_comparison,
+    show_variant_comparisons,
+    show_verdict,
 )
 from audit.reporting.tables import clip_paper_table, format_rows, gate_table, rate_table
 
@@ -62,5 +65,6 @@ __all__ = [
     "header", "show_gates", "show_category_rates", "show_intersections",
     "show_variant_comparison", "show_accuracy_by_group", "show_template_sensitivity",
     "show_disparities", "show_clip_paper", "show_accuracy_table", "show_effective_robustness",
-    "show_provenance", "show_skipped", "show_subgroup_rates",
+    "show_provenance", "show_skipped", "show_subgroup_rates", "show_verdict",
+    "show_variant_comparisons", "show_reading_notes",
 ]

@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from audit.reporting.display import SMALL_N_MARK, new_figure
+from audit.reporting.escape import mpl_text
 from audit.reporting.load import ACCURACY_METRICS, reference_for
 from audit.reporting.tables import group_order, ordered, pick_dataset, pick_variant
 from audit.results import FLAG_SMALL_N
@@ -35,6 +36,7 @@ def _select(metrics: pd.DataFrame, metric: str | Sequence[str], **where: object)
 
 
 def _tick(group: str, rows: pd.DataFrame) -> str:
+    group = mpl_text(group)
     if "n" not in rows:
         return group
     n = rows["n"].max()
@@ -64,16 +66,16 @@ def bars(ax: Axes, rows: pd.DataFrame, *, x: str = "group", hue: str = "model",
             scale * sub["ci_high"].to_numpy(dtype=float) - val]), 0, None))
         style = {"fmt": "none", "ecolor": "#222222", "elinewidth": 1, "capsize": 2}
         if horizontal:
-            drawn = ax.barh(pos, np.nan_to_num(val), width, color=colors[h], label=str(h))
+            drawn = ax.barh(pos, np.nan_to_num(val), width, color=colors[h], label=mpl_text(h))
             ax.errorbar(val, pos, xerr=err, **style)  # type: ignore[arg-type]
         else:
-            drawn = ax.bar(pos, np.nan_to_num(val), width, color=colors[h], label=str(h))
+            drawn = ax.bar(pos, np.nan_to_num(val), width, color=colors[h], label=mpl_text(h))
             ax.errorbar(pos, val, yerr=err, **style)  # type: ignore[arg-type]
         for patch, flag in zip(drawn, sub.get("flag", [])):
             if flag == FLAG_SMALL_N:
                 patch.set_hatch("///")
                 patch.set_alpha(0.45)
-    ticks = [_tick(g, rows[rows[x] == g]) for g in xs] if x == "group" else xs
+    ticks = [_tick(g, rows[rows[x] == g]) if x == "group" else mpl_text(g) for g in xs]
     if horizontal:
         ax.set_yticks(np.arange(len(xs)), ticks)
         ax.invert_yaxis()
@@ -141,8 +143,8 @@ def plot_category_rates(metrics: pd.DataFrame, category: str | Sequence[str], gr
             ys = [100 * ref.get(g, np.nan) for g in xs]
             ax.scatter(range(len(xs)), ys, marker="D", color="black", zorder=5, s=28,
                        label=PAPER_LABEL)
-        ax.set_title(f"'{cat}' rate by {group_col} ({dataset}, {variant} prompts)")
-        ax.set_xlabel(group_col)
+        ax.set_title(mpl_text(f"'{cat}' rate by {group_col} ({dataset}, {variant} prompts)"))
+        ax.set_xlabel(mpl_text(group_col))
         ax.set_ylabel(RATE_LABEL)
         ax.set_ylim(bottom=0)
         _legend(ax, (sub["flag"] == FLAG_SMALL_N).any(), overall=not overall.empty)
@@ -156,6 +158,17 @@ def _split_groups(group_col: str, groups: pd.Series) -> pd.DataFrame:
         if split.map(len).eq(len(parts)).all():
             return pd.DataFrame(split.tolist(), index=groups.index, columns=parts)
     raise ValueError(f"cannot split groups of '{group_col}' such as {groups.iloc[0]!r}")
+
+
+def _heatmap_ticks(ax: Axes, rows: Sequence[str], cols: Sequence[str]) -> None:
+    """Every row and column labelled, horizontal when the labels are short enough to sit side
+    by side (seaborn's default drops or turns them so that they run into each other)."""
+    longest = max((len(str(c)) for c in cols), default=0)
+    turn = longest * len(cols) > 36
+    ax.set_xticks(np.arange(len(cols)) + 0.5, [mpl_text(c) for c in cols],
+                  rotation=30 if turn else 0, ha="right" if turn else "center", fontsize=9)
+    ax.set_yticks(np.arange(len(rows)) + 0.5, [mpl_text(r) for r in rows], rotation=0,
+                  fontsize=9)
 
 
 def plot_intersection(metrics: pd.DataFrame, category: str | Sequence[str],
@@ -190,11 +203,13 @@ def plot_intersection(metrics: pd.DataFrame, category: str | Sequence[str],
             ax = axes[i, j]
             sns.heatmap(value, annot=text.fillna("\u2013").to_numpy(), fmt="", cmap="rocket_r",
                         vmin=0, vmax=vmax if vmax > 0 else 1, ax=ax, annot_kws={"fontsize": 8},
-                        cbar_kws={"label": RATE_LABEL}, linewidths=0.5, linecolor="white")
-            ax.set_title(f"'{cat}' rate, {model}", fontsize=11)
-            ax.set_xlabel(col_col)
-            ax.set_ylabel(row_col)
-    fig.suptitle(f"{group_col} ({dataset}, {variant} prompts)", fontweight="bold")
+                        cbar_kws={"label": RATE_LABEL}, linewidths=0.5, linecolor="white",
+                        xticklabels=False, yticklabels=False)
+            _heatmap_ticks(ax, r_order, c_order)
+            ax.set_title(mpl_text(f"'{cat}' rate, {model}"), fontsize=11)
+            ax.set_xlabel(mpl_text(col_col))
+            ax.set_ylabel(mpl_text(row_col))
+    fig.suptitle(mpl_text(f"{group_col} ({dataset}, {variant} prompts)"), fontweight="bold")
     return fig
 
 
@@ -227,9 +242,9 @@ def plot_variant_comparison(metrics: pd.DataFrame, group_col: str = "age", *,
             if ref is not None:
                 ax.scatter(np.arange(len(xs)) + (-0.2 if k == 0 else 0.2),
                            [100 * ref.get(g, np.nan) for g in xs], marker=marker, color="black",
-                           s=24, zorder=5, label=f"{PAPER_LABEL}, {v}")
-        ax.set_title(f"'{category}' rate by {group_col}: {base} vs {compare} prompts ({model})")
-        ax.set_xlabel(group_col)
+                           s=24, zorder=5, label=mpl_text(f"{PAPER_LABEL}, {v}"))
+        ax.set_title(mpl_text(f"'{category}' rate by {group_col}: {base} vs {compare} prompts ({model})"))
+        ax.set_xlabel(mpl_text(group_col))
         ax.set_ylabel(RATE_LABEL)
         ax.set_ylim(bottom=0)
         _legend(ax, (sub["flag"] == FLAG_SMALL_N).any())
@@ -251,9 +266,9 @@ def plot_accuracy_by_group(metrics: pd.DataFrame, group_col: str, *, metric: str
     fig = new_figure(10, 3.6)
     ax = fig.subplots()
     bars(ax, rows, hue_order=models, colors=model_colors(models))
-    ax.set_title(f"{metric.replace('_', ' ')} by {group_col} ({dataset}, {variant} prompts)")
-    ax.set_xlabel(group_col)
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (% of images)")
+    ax.set_title(mpl_text(f"{metric.replace('_', ' ')} by {group_col} ({dataset}, {variant} prompts)"))
+    ax.set_xlabel(mpl_text(group_col))
+    ax.set_ylabel(mpl_text(f"{metric.replace('_', ' ')} (% of images)"))
     ax.set_ylim(0, 100)
     _legend(ax, (rows["flag"] == FLAG_SMALL_N).any())
     return fig
@@ -286,7 +301,7 @@ def plot_template_sensitivity(metrics: pd.DataFrame, category: str | Sequence[st
         for _, r in overall.iterrows():
             if r["model"] in colors:
                 ax.axvline(100 * r["value"], color=colors[r["model"]], ls="--", lw=1)
-        ax.set_title(f"'{cat}' rate per prompt template ({variant} prompts)")
+        ax.set_title(mpl_text(f"'{cat}' rate per prompt template ({variant} prompts)"))
         ax.set_xlabel(RATE_LABEL)
         ax.set_ylabel("template")
         _legend(ax, (sub["flag"] == FLAG_SMALL_N).any(), overall=not overall.empty)

@@ -112,6 +112,15 @@ class RunData:
                 mask &= self.metrics[col] == value
         return self.metrics[mask]
 
+    @property
+    def fairface_shaped(self) -> bool:
+        """Whether the data are FairFace or FairFace-shaped (its adapter, or most of its race
+        groups): the report's notes on perceived attributes and the CLIP paper apply."""
+        if any(str(d.get("adapter")) == "fairface" for d in self.manifest.get("datasets", [])):
+            return True
+        races = set(self.rows("category_rate", group_col="race")["group"])
+        return len(races & {"East Asian", "Indian", "Black", "White", "Middle Eastern"}) >= 4
+
 
 def _coerce_metrics(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     missing = [c for c in METRIC_COLUMNS if c not in df.columns]

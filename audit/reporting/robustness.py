@@ -19,6 +19,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from audit.reporting.display import count, interval, new_figure, pct
 from audit.reporting.fairness import _legend, bars, model_colors
+from audit.reporting.escape import mpl_text
 from audit.reporting.load import ACCURACY_METRICS, RunData
 from audit.reporting.tables import ordered, pick_variant
 
@@ -140,7 +141,7 @@ def _scatter_panel(ax: Axes, run: RunData, shift: str, sub: pd.DataFrame, x_of: 
         z = sub["fit_intercept"].iloc[0] + slope * np.log(grid / (1 - grid))
         ax.plot(grid, 1 / (1 + np.exp(-z)), color="0.25", lw=1.5, label="baseline fit")
     for model, x, y, pred in audited:
-        ax.scatter([x], [y], color=colors[model], s=70, edgecolor="black", zorder=5, label=model)
+        ax.scatter([x], [y], color=colors[model], s=70, edgecolor="black", zorder=5, label=mpl_text(model))
         if pred is not None and pd.notna(pred):
             ax.plot([x, x], [pred, y], color=colors[model], ls=":", lw=1.5)
     lo, hi = min(xlo, ylo), max(xhi, yhi)
@@ -151,9 +152,9 @@ def _scatter_panel(ax: Axes, run: RunData, shift: str, sub: pd.DataFrame, x_of: 
     ax.set_ylim(ylo, yhi)
     _logit_axis(ax.xaxis, xlo, xhi)
     _logit_axis(ax.yaxis, ylo, yhi)
-    ax.set_title(f"{shift} vs ImageNet top-1")
+    ax.set_title(mpl_text(f"{shift} vs ImageNet top-1"))
     ax.set_xlabel("ImageNet top-1 (%, logit scale)")
-    ax.set_ylabel(f"{shift} top-1 (%, logit scale)")
+    ax.set_ylabel(mpl_text(f"{shift} top-1 (%, logit scale)"))
 
 
 def plot_effective_robustness_scatter(run: RunData, shifts: Sequence[str] | None = None,

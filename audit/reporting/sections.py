@@ -9,7 +9,9 @@ from audit.reporting import fairness as ff
 from audit.reporting import provenance as pv
 from audit.reporting import robustness as rb
 from audit.reporting import tables as tb
-from audit.reporting.display import banner, count, markdown, show, skip, table
+from audit.reporting import verdict as vd
+from audit.reporting.display import banner, count, markdown, show, skip, status_table, table
+from audit.reporting.escape import md_join, md_text
 from audit.reporting.load import ACCURACY_METRICS, RunData, clip_paper_reference
 
 ALPHA = 0.05
@@ -18,15 +20,34 @@ ALPHA = 0.05
 def header(run: RunData) -> None:
     """Title, the probe's description and the notice banner (if any)."""
     kind = "Robustness" if run.kind == "robustness" else "Fairness"
-    markdown(f"# {kind} audit: {run.probe.get('name', run.run_dir.name)}")
+    markdown(f"# {kind} audit: {md_text(run.probe.get('name', run.run_dir.name))}")
     desc = run.resolved.get("description")
     if desc:
-        markdown(str(desc))
+        markdown(md_text(desc))
     banner(run.notices)
-    datasets = ", ".join(f"{d.get('name')} ({count(d.get('num_rows'))} images)"
+    datasets = ", ".join(f"{md_text(d.get('name'))} ({count(d.get('num_rows'))} images)"
                          for d in run.manifest.get("datasets", []))
-    markdown(f"Models: {', '.join(run.models) or '–'}. Data: {datasets or '–'}. "
-             f"Run: {run.manifest.get('created', '')}, results in `{run.run_dir}`.")
+    markdown(f"Models: {md_join(run.models) or '–'}. Data: {datasets or '–'}. "
+             f"Run: {md_text(run.manifest.get('created', ''))}, results in "
+             f"{md_text(run.run_dir.name)}.")
+
+
+def show_verdict(run: RunData) -> None:
+    """The ten-second summary: the headline, each gate's status (colour and text) and the
+    forest plot of each gate's worst group."""
+    if run.gates is None:
+        skip("Verdict", "no release gates in this run (add gates: to the probe)")
+        return
+    markdown(f"## Verdict: {vd.headline(run.gates)}")
+    colours = {text: colour for text, colour in vd.STATUS.values()}
+    status_table(vd.verdict_table(run), colours, "Gates",
+                 "One row per gate, model and prompt variant. FAIL blocks the release; WARN is "
+                 "reported but does not block. 'compared' is the number the gate tested and "
+                 "what it was held against.")
+    show(vd.plot_gate_forest(run),
+         "Each gate's worst group: the dot is the estimate, the bar its 95% interval, the "
+         "dashed line the gate's threshold (or zero difference for a significance test); the "
+         "colour and the [label] give the gate's status.", what="Worst group per gate")
 
 
 def show_gates(run: RunData) -> None:
@@ -35,10 +56,7 @@ def show_gates(run: RunData) -> None:
         skip("Release gates", "no gates.json in this run")
         return
     c = tb.gate_counts(run)
-    code = run.gates.get("exit_code")
-    verdict = {"0": "release gates passed (exit 0)", "1": "release blocked (exit 1)"}.get(
-        str(code), f"exit code {code}")
-    markdown(f"**{verdict}.** Group checks: {c['pass']} pass, {c['fail']} fail, "
+    markdown(f"**Release gates {vd.headline(run.gates)}.** Group checks: {c['pass']} pass, {c['fail']} fail, "
              f"{c['insufficient']} insufficient data" + (f", {c['error']} error" if c["error"] else "") + ".")
     verdicts = tb.gate_verdicts(run)
     if verdicts.empty:
@@ -49,7 +67,8 @@ def show_gates(run: RunData) -> None:
     failing = tb.gate_table(run, failing_only=True)
     if not failing.empty:
         table(failing, "Groups that did not pass",
-              "Every group that failed a gate or had too few images to judge.")
+              "Every group that failed a gate or had too few images to judge; under a warn "
+              "gate such a group says WARN (reported, not blocking).")
 
 
 def datasets_with(run: RunData, metric: str) -> list[str]:
@@ -65,7 +84,7 @@ def _each_dataset(run: RunData, metric: str) -> list[str | None]:
 
 def _dataset_heading(dataset: str | None) -> None:
     if dataset is not None:
-        markdown(f"**Dataset: {dataset}**")
+        markdown(f"**Dataset: {md_text(dataset)}**")
 
 
 def show_category_rates(run: RunData, group_col: str) -> None:
@@ -74,12 +93,13 @@ def show_category_rates(run: RunData, group_col: str) -> None:
         _dataset_heading(dataset)
         fig = ff.plot_category_rates(run.metrics, run.categories, group_col, dataset=dataset,
                                      models=run.models, reference=clip_paper_reference())
+        col = md_text(group_col)
         show(fig, f"Look for bars whose interval clears the dashed overall line: those "
-                  f"{group_col} groups are put into the category more (or less) often than "
-                  "images overall.", what=f"Category rates by {group_col}")
+                  f"{col} groups are put into the category more (or less) often than "
+                  "images overall.", what=f"Category rates by {col}")
         if fig is not None:
             rows = run.rows("category_rate", group_col=group_col, dataset=dataset)
-            table(tb.rate_table(run, group_col, dataset=dataset), f"Rates by {group_col}",
+            table(tb.rate_table(run, group_col, dataset=dataset), f"Rates by {col}",
                   f"Counts, intervals and flags behind the figure.{tb.small_n_note(rows)}")
 
 
@@ -102,24 +122,49 @@ def show_intersections(run: RunData) -> None:
         for col in cols:
             show(ff.plot_intersection(run.metrics, run.categories, col, dataset=dataset,
                                       models=run.models),
-                 f"Darker cells are {col} groups put into the category more often; compare "
-                 "along a row and down a column to see whether one attribute's gap holds "
-                 "within the other's groups.", what=col)
+                 f"Darker cells are {md_text(col)} groups put into the category more often; "
+                 "compare along a row and down a column to see whether one attribute's gap "
+                 "holds within the other's groups.", what=md_text(col))
 
 
-def show_variant_comparison(run: RunData, group_col: str = "age") -> None:
+def show_variant_comparisons(run: RunData) -> None:
+    """:func:`show_variant_comparison` for each column the probe compares variants on."""
+    if len(run.variants) < 2:
+        skip("Prompt variants", "this probe declares one label-set variant")
+        return
+    cols = tb.variant_columns(run)
+    if not cols:
+        skip("Prompt variants")
+    for col in cols:
+        show_variant_comparison(run, col)
+
+
+def show_variant_comparison(run: RunData, group_col: str) -> None:
+    """Each category's rate by ``group_col`` under the base and each other variant, then the
+    paired changes."""
+    col = md_text(group_col)
     for dataset in _each_dataset(run, "category_rate"):
         _dataset_heading(dataset)
-        fig = ff.plot_variant_comparison(run.metrics, group_col, base=run.base_variant,
-                                         dataset=dataset, models=run.models,
-                                         reference=clip_paper_reference())
-        show(fig, "If adding labels (e.g. 'child') is a fix, the second bar drops for the "
-                  f"{group_col} groups it concerns; changes elsewhere are side effects.",
-             what=f"Prompt variants by {group_col}")
+        shown = 0
+        for compare in [v for v in run.variants if v != run.base_variant]:
+            for category in run.categories:
+                fig = ff.plot_variant_comparison(
+                    run.metrics, group_col, category=category, base=run.base_variant,
+                    compare=compare, dataset=dataset, models=run.models,
+                    reference=clip_paper_reference())
+                if fig is None:
+                    continue
+                show(fig, f"If the {md_text(compare)} variant is a fix for "
+                          f"'{md_text(category)}', its bars drop for the {col} groups it "
+                          "concerns; changes elsewhere are side effects.",
+                     what=f"Prompt variants by {col}")
+                shown += 1
+        if not shown:
+            skip(f"Prompt variants by {col}")
         rows = run.rows("variant_change", group_col=group_col, dataset=dataset)
-        if fig is not None and not rows.empty:
+        if not rows.empty:
             table(tb.variant_change_table(run, group_col, dataset=dataset),
-                  "Change between variants",
+                  f"Change between variants by {col}",
                   "Paired change in rate (same images; McNemar p): positive means more images "
                   f"in the category under the compared variant.{tb.small_n_note(rows)}")
 
@@ -135,8 +180,9 @@ def show_accuracy_by_group(run: RunData) -> None:
         for col in cols:
             show(ff.plot_accuracy_by_group(run.metrics, col, metric=metric, dataset=dataset,
                                            models=run.models),
-                 f"Gaps between {col} groups larger than their intervals mean the model "
-                 "recognises some groups' images less well.", what=f"{metric} by {col}")
+                 f"Gaps between {md_text(col)} groups larger than their intervals mean the "
+                 "model recognises some groups' images less well.",
+                 what=f"{metric} by {md_text(col)}")
     rows = run.rows(ACCURACY_METRICS, group_col="overall")
     table(tb.format_rows(rows, keep=["dataset", "model", "variant", "metric"]), "Overall accuracy")
 
@@ -220,3 +266,21 @@ def show_skipped(run: RunData) -> None:
         return
     table(df, "Skipped images", f"{len(df)} image(s) could not be read and are in no number "
           "of this report.")
+
+
+NOTE_PERCEIVED = ("FairFace's race, gender and age labels are annotators' *perceived* attributes, "
+                  "not self-identification; the groups are coarse.")
+NOTE_PAPER = ("The CLIP paper did not publish its prompts, so its values are a historical "
+              "reference, not a target.")
+NOTE_VOCAB = ("Rates depend on the label vocabulary and the prompt templates as much as on the "
+              "model (see *Template sensitivity*).")
+NOTE_SMALL_N = ("Estimates marked small_n (\u2020) rest on few images; gates treat them as "
+                "insufficient data, not as a pass.")
+
+
+def show_reading_notes(run: RunData) -> None:
+    """Caveats for reading the report; the FairFace ones only for FairFace-shaped data."""
+    notes = [NOTE_VOCAB, NOTE_SMALL_N]
+    if run.fairface_shaped:
+        notes = [NOTE_PERCEIVED, NOTE_PAPER, *notes]
+    markdown("\n".join(f"- {n}" for n in notes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -100,15 +101,17 @@ def disparity_table(run: RunData, metric: str = "disparity_difference") -> pd.Da
     groups, interval and flag."""
     rows = run.rows(metric)
     diff = metric == "disparity_difference"
-    def fmt(v: float) -> str:
+    def fmt(v: float, lo: float, hi: float, g: str, f: str) -> str:
         if pd.isna(v):
             return "\u2013"
-        return f"{100 * v:.1f} pts" if diff else f"{v:.2f}\u00d7"
+        if not math.isfinite(v):  # a ratio over a zero rate
+            return "undefined (lowest rate 0)" + (f" ({g})" if g else "")
+        point = f"{100 * v:.1f} pts" if diff else f"{v:.2f}\u00d7"
+        ci = interval(lo, hi, scale=100.0 if diff else 1.0, digits=1 if diff else 2)
+        return point + f" ({ci}" + (f"; {g}" if g else "") + ")" + (f" [{f}]" if f else "")
 
-    cell = [fmt(v) + f" ({interval(lo, hi, scale=100.0 if diff else 1.0, digits=1 if diff else 2)}"
-            + (f"; {g}" if g else "") + ")" + (f" [{f}]" if f else "")
-            for v, lo, hi, g, f in zip(rows["value"], rows["ci_low"], rows["ci_high"],
-                                       rows["group"], rows["flag"])]
+    cell = [fmt(*r) for r in zip(rows["value"], rows["ci_low"], rows["ci_high"], rows["group"],
+                                 rows["flag"])]
     return by_group_col(rows, cell)
 
 
@@ -172,14 +175,6 @@ def rate_table(run: RunData, group_col: str, category: str | None = None,
     return out
 
 
-def _num(v: object) -> str:
-    try:
-        x = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "\u2013"
-    return "\u2013" if pd.isna(x) else f"{x:.4g}"
-
-
 def gate_verdicts(run: RunData) -> pd.DataFrame:
     """One row per gate x model x variant (gates.json ``verdicts``), worst status first."""
     verdicts = (run.gates or {}).get("verdicts") or []
@@ -208,13 +203,18 @@ def gate_table(run: RunData, failing_only: bool = False) -> pd.DataFrame:
         results = [r for r in results if r.get("outcome") != "pass"]
     if not results:
         return pd.DataFrame()
+    from audit.reporting.verdict import compared, estimate
+
     df = pd.DataFrame(results)
     for col in ("gate_id", "gate", "type", "severity", "model", "variant", "dataset", "group_col",
-                "group", "outcome", "value", "ci_low", "ci_high", "n", "threshold", "message"):
+                "group", "outcome", "n", "message"):
         if col not in df:
             df[col] = None
+    outcome = df["outcome"].fillna("").str.upper().replace({"INSUFFICIENT": "INSUFFICIENT DATA"})
+    # a failing group under a warn gate is a warning: it never blocks the release
+    outcome = outcome.where(~((outcome == "FAIL") & (df["severity"] == "warn")), "WARN")
     return pd.DataFrame({
-        "outcome": df["outcome"].fillna("").str.upper().replace({"INSUFFICIENT": "INSUFFICIENT DATA"}),
+        "outcome": outcome,
         "gate": df["gate_id"].fillna(df["gate"]).fillna(df["type"]),
         "severity": df["severity"],
         "model": df["model"],
@@ -223,8 +223,8 @@ def gate_table(run: RunData, failing_only: bool = False) -> pd.DataFrame:
         "group": [f"{c}={g}" if c and c != "overall" else "overall"
                   for c, g in zip(df["group_col"].fillna(""), df["group"].fillna(""))],
         "n": pd.to_numeric(df["n"], errors="coerce").map(count),
-        "value": df["value"].map(_num),
-        "threshold": df["threshold"].map(_num),
+        "estimate (95% CI)": [estimate(r) for r in results],
+        "compared": [compared(r) for r in results],
         "why": df["message"],
     })
 
@@ -266,3 +266,40 @@ def small_n_note(rows: pd.DataFrame) -> str:
     if not k:
         return ""
     return f" {k} of {len(rows)} estimates rest on fewer images than the probe's min_n (marked \u2020)."
+
+
+def variant_columns(run: RunData) -> list[str]:
+    """Subgroup columns to compare prompt variants on: those with paired ``variant_change``
+    rows (the probe's variant comparison), else every single subgroup column."""
+    changed = [c for c in ordered(run.rows("variant_change")["group_col"])
+               if c not in ("overall", "template") and " x " not in c]
+    return changed or [c for c in run.subgroup_cols if " x " not in c]
+
+
+def variant_rates(run: RunData) -> pd.DataFrame:
+    """Each group's rate under the base variant beside its rate under every other variant,
+    with the paired change where the run computed it: one row per model, category, compared
+    variant and group, for the columns of :func:`variant_columns`."""
+    base = run.base_variant
+    pieces = []
+    for col in variant_columns(run):
+        rates = run.rows("category_rate", group_col=col)
+        key = ["dataset", "model", "category", "group"]
+        before = rates[rates["variant"] == base].set_index(key)
+        for variant in [v for v in run.variants if v != base]:
+            after = rates[rates["variant"] == variant].set_index(key)
+            shared = [k for k in after.index if k in before.index]
+            if not shared:
+                continue
+            change = run.rows("variant_change", group_col=col, variant=variant).set_index(key)
+            pieces.append(pd.DataFrame({
+                "model": [k[1] for k in shared], "category": [k[2] for k in shared],
+                "variant": variant, "group": [f"{col}={k[3]}" for k in shared],
+                f"rate, {base}": [pct(before.loc[k, "value"]) for k in shared],
+                "rate, variant": [pct(after.loc[k, "value"]) for k in shared],
+                "change (95% CI)": [
+                    f"{100 * change.loc[k, 'value']:+.1f} pts ("
+                    f"{interval(change.loc[k, 'ci_low'], change.loc[k, 'ci_high'])})"
+                    if k in change.index else "\u2013" for k in shared],
+            }))
+    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
