@@ -21,12 +21,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USER)
 
 
+#: report.notebooks run code: a notebook outside the probe's directory needs this explicit flag.
+NOTEBOOKS_HELP = ("allow report.notebooks outside the probe's directory (notebooks run code: "
+                  "read them first)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m audit", description="Audit CLIP-like zero-shot classifiers for fairness and robustness.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     v = sub.add_parser("validate", help="check probes, their label sets and names (no torch)")
     v.add_argument("probes", nargs="+", type=Path)
+    v.add_argument("--allow-notebooks-outside", action="store_true", help=NOTEBOOKS_HELP)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of a probe, label set, manifest or gates file")
+    s.add_argument("names", nargs="+", metavar="NAME", help="probe, label-set, manifest or gates")
+    s.add_argument("--markdown", action="store_true",
+                   help="print the reference page (docs/probe-reference.md) instead of JSON Schema")
 
     sub.add_parser("list", help="show registered datasets, models, metrics, gates and label sets")
 
@@ -48,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, help="embedding cache (default $AUDIT_CACHE_DIR or user cache)")
     r.add_argument("--no-report", action="store_true", help="skip the notebook report")
     r.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    r.add_argument("--allow-notebooks-outside", action="store_true", help=NOTEBOOKS_HELP)
 
     c = sub.add_parser("check", help="re-evaluate gates on a saved run")
     c.add_argument("run_dir", type=Path)

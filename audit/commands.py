@@ -19,7 +19,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     worst = EXIT_OK
     for path in args.probes:
         try:
-            probe = load_probe(path)
+            probe = load_probe(path, allow_notebooks_outside=args.allow_notebooks_outside)
         except AuditError as exc:
             print(f"error: {exc.render()}", file=sys.stderr)
             worst = max(worst, exc.exit_code)
@@ -27,7 +27,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         spec = probe.spec
         _out(f"ok: {path} (probe '{spec.name}': {len(spec.datasets)} dataset(s), {len(spec.models)} model(s), "
              f"{len(spec.variants)} variant(s), {len(spec.metrics)} metric(s), {len(spec.gates)} gate(s))")
+        for notebook in probe.notebooks:
+            _out(f"  note: this probe executes notebook {notebook} when its report is rendered: "
+                 "a notebook runs code, so read it first")
     return worst
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from audit.errors import UserError
+    from audit.spec.schema import SCHEMAS, json_schema, markdown
+
+    unknown = [n for n in args.names if n not in SCHEMAS]
+    if unknown:
+        raise UserError("; ".join(SCHEMAS.unknown_message(n) for n in unknown),
+                        fix=f"use one of {', '.join(SCHEMAS.names())}")
+    if args.markdown:
+        sys.stdout.write(markdown(args.names))
+    elif len(args.names) != 1:
+        raise UserError("give one document name for a JSON Schema (several only with --markdown)")
+    else:
+        sys.stdout.write(json_schema(args.names[0]))
+    return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -42,7 +62,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         _out(f"  {name:<19} source {source}; columns {', '.join(cols) if cols else '(from the data)'}; options: {opts}")
     _out("metrics:  " + ", ".join(registries.METRICS.names()))
     _out("gates:    " + ", ".join(registries.GATES.names()))
-    _out("models:   ARCH:PRETRAINED (open_clip), ARCH:/path/ckpt.pt, ARCH:random, hf-hub:org/name, local-dir:/path")
+    from audit.models.ids import SYNTAX
+
+    _out(f"models:   {SYNTAX} (transformers: CLIP, SigLIP, SigLIP 2 and other dual encoders)")
     from audit.models.catalog import pretrained_tags
 
     tags = pretrained_tags()
@@ -72,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from audit.run import RunOptions, run_probe
     from audit.summary import print_summary
 
-    probe = load_probe(args.probe)
+    probe = load_probe(args.probe, allow_notebooks_outside=args.allow_notebooks_outside)
     for m in args.model:
         from audit.registries import check_model_id
 
@@ -114,4 +136,4 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return robustness_main(args.table, out=args.out, baseline=args.baseline)
 
 
-__all__ = ["cmd_validate", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]
+__all__ = ["cmd_validate", "cmd_schema", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]

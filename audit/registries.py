@@ -39,6 +39,24 @@ METRICS: Registry[object] = Registry("metric", {
     "recall_disparity": "audit.metrics.person_recall:RECALL_DISPARITY",
 })
 
+#: More probe cross-checks, contributed by feature modules so that the one loader runs them all:
+#: name -> "module:attr" of ``fn(spec, label_sets: list[LabelSet], resolve) -> list[Problem]``
+#: (``resolve`` turns a path written in the probe into a Path). Must import no torch.
+PROBE_CHECKS: Registry[object] = Registry("probe check", {
+    "associations": "audit.association:check_associations",
+})
+
+#: Metrics that report category rates: the probe must name categories for them. Declared here,
+#: beside the lazy table, so `validate` need not import the metric code (scipy, statsmodels);
+#: tests check it against each MetricDef's ``needs_categories``.
+CATEGORY_METRICS = frozenset({
+    "category_rate", "disparity", "independence_test", "pairwise_test", "variant_change",
+    "template_sensitivity",
+})
+#: Metrics that need a ground truth (``MetricDef.needs_target``).
+TARGET_METRICS = frozenset({"accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall",
+                            "class_recall", "recall_disparity"})
+
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.
 GATES: Registry[object] = Registry("gate", {
     "max_retrieval_skew": "audit.gates:eval_max_retrieval_skew",

@@ -90,7 +90,7 @@ def test_adapter_reads_the_documented_layout_and_crops_people(tmp_path: Path) ->
     assert crop.size == (BOX, BOX)
     red = np.median(np.asarray(crop)[..., 0])
     assert abs(red - FACET_CLASSES.index(people[5]["shows"]) * 4) <= 2
-    whole = _load(tmp_path, options={"crop": False}).load_image(5)
+    whole = _load(tmp_path, options={"crop": "image"}).load_image(5)
     assert whole.size == (SIDE, SIDE)
 
 
@@ -258,9 +258,9 @@ def test_probe_runs_end_to_end_and_the_gate_finds_the_planted_class(
     assert any("non_binary" in g["group"] for g in small)
 
 
-@pytest.mark.parametrize(("options", "problem"), [({"crop": "no"}, "crop must be true or false"),
-                                                  ({"padding": 2}, "padding must be a number between 0 and 1"),
-                                                  ({"pad": 0.1}, "unknown option(s)")])
+@pytest.mark.parametrize(("options", "problem"), [({"crop": "no"}, "crop: 'no' is not one of person, image"),
+                                                  ({"padding": 200}, "padding: must be a whole number in"),
+                                                  ({"pad": 10}, "unknown option 'pad' -- did you mean 'padding'?")])
 def test_bad_options_are_user_errors(tmp_path: Path, options: dict[str, Any], problem: str) -> None:
     from audit.errors import UserError
 
@@ -271,4 +271,4 @@ def test_bad_options_are_user_errors(tmp_path: Path, options: dict[str, Any], pr
 
 def test_padding_widens_the_crop(tmp_path: Path) -> None:
     write_facet(tmp_path, _people(n=4))
-    assert _load(tmp_path, options={"padding": 0.25}).load_image(0).size == (BOX + 8, BOX + 8)
+    assert _load(tmp_path, options={"padding": 25}).load_image(0).size == (BOX + 8, BOX + 8)

@@ -26,6 +26,7 @@ metrics: [category_rate]
 
 
 def write(tmp_path: Path, text: str, name: str = "probe.yaml") -> Path:
+    (tmp_path / "data").mkdir(exist_ok=True)  # GOOD's dataset.source must exist
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
     return path

@@ -30,8 +30,8 @@ Derived columns (our documented choice; FACET records how many annotators chose 
   most votes, the same rule.
 
 Any other column of the file named in ``dataset.subgroups`` is passed through as it is. The
-target is ``class1``; each image is the person's bounding-box crop (option ``crop: false`` for
-the whole image, ``padding`` to widen the box by a fraction of its size on each side).
+target is ``class1``; each image is the person's bounding-box crop (option ``crop: image`` for
+the whole image; ``padding`` to widen the box by a percentage of its size on each side).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from audit.data import IMAGE_ID, TARGET, TARGET_INDEX, Table, TableDataset, build_dataset, check_options, local_signature
-from audit.data.base import AdapterBase, DatasetInfo, UnreadableImage
+from audit.data import IMAGE_ID, TARGET, TARGET_INDEX, Table, TableDataset, build_dataset, local_signature
+from audit.data.base import AdapterBase, DatasetInfo, Option, UnreadableImage, option_help, option_problems
 from audit.data.imagefolder import FileImages, list_images
 from audit.errors import DataError, UserError
 
@@ -177,10 +177,14 @@ class FacetAdapter(AdapterBase):
     columns: ClassVar[tuple[str, ...] | None] = (*DERIVED, *RAW_COLUMNS, TARGET, "class1")
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "all"
-    options_help: ClassVar[dict[str, str]] = {
-        "crop": "true (default): each person's bounding-box crop; false: the whole image",
-        "padding": "widen each box by this fraction of its size on every side (default 0)",
+    options: ClassVar[dict[str, Option]] = {
+        "crop": Option("choice", "person (default): each person's bounding-box crop; image: the whole image",
+                       choices=("person", "image")),
+        "padding": Option("int", "widen each box by this percentage of its size on every side (default 0)",
+                          bounds=(0, 100)),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
+    not_applicable: ClassVar[tuple[str, ...]] = ("config", "revision", "split")
 
     def _root(self) -> Path:
         if self.spec.source is None:
@@ -192,15 +196,14 @@ class FacetAdapter(AdapterBase):
 
     def load(self) -> PersonCrops | TableDataset:
         spec = self.spec
-        check_options(spec, self.options_help)
         if spec.target not in (None, TARGET, "class1"):
             raise UserError(f"dataset.target: FACET's target is the person class (class1), not '{spec.target}'",
                             fix="set target: class1 or remove it")
-        crop, padding = spec.options.get("crop", True), spec.options.get("padding", 0.0)
-        if not isinstance(crop, bool):
-            raise UserError(f"dataset.options.crop must be true or false, got {crop!r}")
-        if isinstance(padding, bool) or not isinstance(padding, (int, float)) or not 0 <= padding <= 1:
-            raise UserError(f"dataset.options.padding must be a number between 0 and 1, got {padding!r}")
+        problems = option_problems(spec.options, self.options, self.resolve)
+        if problems:
+            raise UserError("; ".join(f"dataset.options.{k}: {p}" for k, p in problems),
+                            fix=f"options of facet: {', '.join(f'{k} ({v})' for k, v in self.options_help.items())}")
+        crop, padding = spec.options.get("crop", "person"), int(spec.options.get("padding", 0)) / 100
         root = self._root()
         path = find_annotations(root)
         frame = read_annotations(path, tuple(spec.subgroups))
@@ -214,7 +217,7 @@ class FacetAdapter(AdapterBase):
                             fix=f"FACET's classes are: {', '.join(FACET_CLASSES)}")
         table = self._table(root, path, frame)
         dataset = build_dataset(spec, table, source=str(root), config=None, split=self.default_split, revision=None)
-        return PersonCrops(dataset, float(padding)) if crop else dataset
+        return PersonCrops(dataset, padding) if crop == "person" else dataset
 
     def _table(self, root: Path, path: Path, frame: pd.DataFrame) -> Table:
         files = {p.name: p for p in list_images(root)}

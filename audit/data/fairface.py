@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from audit.data import TableDataset, build_dataset, check_options, local_signature
-from audit.data.base import AdapterBase
+from audit.data.base import AdapterBase, Option, option_help
 from audit.data.hf import Source, hf_table, open_split, resolve_source
 from audit.errors import UserError
 
@@ -29,7 +29,8 @@ class FairFaceAdapter(AdapterBase):
     default_source: ClassVar[str | None] = "HuggingFaceM4/FairFace"
     default_split: ClassVar[str] = "validation"
     default_config: ClassVar[str] = "0.25"
-    options_help: ClassVar[dict[str, str]] = {}
+    options: ClassVar[dict[str, Option]] = {}
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def _source(self) -> Source:
         """Where the data is; the synthetic adapter overrides this to generate a directory."""

@@ -31,7 +31,7 @@ from audit.data import (
     check_options,
     local_signature,
 )
-from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase
+from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase, Option, option_help
 from audit.errors import DataError, UserError
 from audit.registry import did_you_mean
 from audit.spec import DatasetSpec
@@ -343,12 +343,13 @@ class HFAdapter(AdapterBase):
     columns: ClassVar[tuple[str, ...] | None] = None
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "train"
-    options_help: ClassVar[dict[str, str]] = {
-        "image_column": "column holding the images (default: the one column of type Image)",
-        "id_column": "column holding a stable image id (default: __key__, else split/row)",
-        "data_files": "glob of the split's files in the repo, e.g. 'test/*.tar' (default: "
-                      "the README's configs, else datasets' inference)",
+    options: ClassVar[dict[str, Option]] = {
+        "image_column": Option("str", "column holding the images (default: the one column of type Image)"),
+        "id_column": Option("str", "column holding a stable image id (default: __key__, else split/row)"),
+        "data_files": Option("str", "glob of the split's files in the repo, e.g. 'test/*.tar' (default: "
+                                    "the README's configs, else datasets' inference)"),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def load(self) -> TableDataset:
         spec = self.spec

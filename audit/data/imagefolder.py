@@ -25,7 +25,7 @@ from audit.data import (
     check_options,
     local_signature,
 )
-from audit.data.base import AdapterBase
+from audit.data.base import AdapterBase, Option, option_help
 from audit.data.hf import resolve_source
 from audit.errors import DataError, UserError
 
@@ -92,7 +92,9 @@ class ImageFolderAdapter(AdapterBase):
     columns: ClassVar[tuple[str, ...] | None] = ("target",)
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "all"
-    options_help: ClassVar[dict[str, str]] = {}
+    not_applicable: ClassVar[tuple[str, ...]] = ("revision", "config")
+    options: ClassVar[dict[str, Option]] = {}
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def load(self) -> TableDataset:
         spec = self.spec

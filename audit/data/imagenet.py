@@ -38,7 +38,7 @@ from audit.data import (
     check_options,
     local_signature,
 )
-from audit.data.base import AdapterBase
+from audit.data.base import AdapterBase, Option, option_help
 from audit.data.hf import (
     HFImages,
     Source,
@@ -121,9 +121,11 @@ class ImageNetAdapter(AdapterBase):
     default_split: ClassVar[str] = "test"
     layouts: ClassVar[tuple[str, ...]] = (WDS, WNID)
     subset: ClassVar[str | None] = None
-    options_help: ClassVar[dict[str, str]] = {
-        "layout": "webdataset | wnid_folders (default: detected from the directory)",
+    options: ClassVar[dict[str, Option]] = {
+        "layout": Option("choice", "webdataset | wnid_folders (default: detected from the directory)",
+                         choices=(WDS, WNID)),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def option(self, key: str, choices: tuple[str, ...] | None = None, default: Any = None) -> Any:
         value = self.spec.options.get(key, default)
@@ -299,10 +301,12 @@ class ImageNetV2Adapter(ImageNetAdapter):
 
     default_source: ClassVar[str | None] = "clip-benchmark/wds_imagenetv2"
     layouts: ClassVar[tuple[str, ...]] = (WDS, V2)
-    options_help: ClassVar[dict[str, str]] = {
-        "layout": "webdataset | imagenetv2_folders (default: detected)",
-        "variant": "matched-frequency (default) | threshold0.7 | top-images",
+    options: ClassVar[dict[str, Option]] = {
+        "layout": Option("choice", "webdataset | imagenetv2_folders (default: detected)", choices=(WDS, V2)),
+        "variant": Option("choice", "matched-frequency (default) | threshold0.7 | top-images",
+                          choices=V2_VARIANTS),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def detect_local(self, root: Path) -> str | None:
         return V2 if self._v2_base(root, strict=False) is not None else None
@@ -382,12 +386,16 @@ class ObjectNetAdapter(ImageNetAdapter):
 
     default_source: ClassVar[str | None] = "clip-benchmark/wds_objectnet"
     layouts: ClassVar[tuple[str, ...]] = (WDS, OBJECTNET)
-    options_help: ClassVar[dict[str, str]] = {
-        "layout": "webdataset | objectnet_release (default: detected)",
-        "objectnet_mode": "objectnet_113 (default) | imagenet_collapse",
-        "mappings_dir": "the release's objectnet-1.0/mappings folder (for the webdataset layout)",
-        "border_crop": "pixels cropped from each border (default 2 for imagenet_collapse, else 0)",
+    options: ClassVar[dict[str, Option]] = {
+        "layout": Option("choice", "webdataset | objectnet_release (default: detected)",
+                         choices=(WDS, OBJECTNET)),
+        "objectnet_mode": Option("choice", "objectnet_113 (default) | imagenet_collapse",
+                                 choices=OBJECTNET_MODES),
+        "mappings_dir": Option("dir", "the release's objectnet-1.0/mappings folder (for the webdataset layout)"),
+        "border_crop": Option("int", "pixels cropped from each border (default 2 for imagenet_collapse, else 0)",
+                              bounds=(0, 4096)),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     @staticmethod
     def release_base(root: Path) -> Path | None:

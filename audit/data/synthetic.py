@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
+from audit.data.base import Option, option_help
 from audit.data.fairface import FairFaceAdapter
 from audit.data.hf import Source
 from audit.errors import UserError
@@ -73,11 +74,13 @@ class SyntheticFairFaceAdapter(FairFaceAdapter):
     """
 
     default_source: ClassVar[str | None] = None
-    options_help: ClassVar[dict[str, str]] = {
-        "n": "number of images (default 280)",
-        "seed": "generator seed (default 0)",
-        "size": "image side in pixels (default 64)",
+    not_applicable: ClassVar[tuple[str, ...]] = ("source", "revision")
+    options: ClassVar[dict[str, Option]] = {
+        "n": Option("int", "number of images (default 280)", bounds=_BOUNDS["n"]),
+        "seed": Option("int", "generator seed (default 0)", bounds=_BOUNDS["seed"]),
+        "size": Option("int", "image side in pixels (default 64)", bounds=_BOUNDS["size"]),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def _params(self) -> dict[str, int]:
         spec = self.spec

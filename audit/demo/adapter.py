@@ -19,7 +19,7 @@ from typing import ClassVar
 import pandas as pd
 
 from audit.data import TARGET, Table, TableDataset, build_dataset, check_options
-from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase
+from audit.data.base import IMAGE_ID, TARGET_INDEX, AdapterBase, Option, option_help
 from audit.demo import world
 from audit.errors import UserError
 from audit.spec import DatasetSpec
@@ -63,10 +63,13 @@ class DemoWorldAdapter(AdapterBase):
     columns: ClassVar[tuple[str, ...] | None] = ("kin", "age_band", "object")
     default_source: ClassVar[str | None] = None
     default_split: ClassVar[str] = "test"
-    options_help: ClassVar[dict[str, str]] = {
-        "n": f"number of images (default {DEFAULT_N}; multiples of {world.BLOCK} are exactly balanced)",
-        "seed": f"seed of the generated world (default {DEFAULT_SEED})",
+    not_applicable: ClassVar[tuple[str, ...]] = ("source", "columns")
+    options: ClassVar[dict[str, Option]] = {
+        "n": Option("int", f"number of images (default {DEFAULT_N}; multiples of {world.BLOCK} are exactly "
+                           "balanced)", bounds=(1, MAX_N)),
+        "seed": Option("int", f"seed of the generated world (default {DEFAULT_SEED})", bounds=(0, 2**31 - 1)),
     }
+    options_help: ClassVar[dict[str, str]] = option_help(options)
 
     def load(self) -> TableDataset:
         spec = self.spec

@@ -130,13 +130,20 @@ def check_model_id(model_id: str, resolve: Callable[[str], Path] | None = None) 
     local paths exist with the files their layout needs. What only the network or the weights can
     tell (is a hub repo cached, does a checkpoint load) is left to the run, which exits 3.
     """
-    from audit.models.catalog import AUDIT_CONFIGS, architectures, pretrained_tags
-
     resolve = resolve or _default_resolve
     try:
         ref = parse_model_id(model_id)
     except ModelIdError as exc:
         return str(exc)
+    try:
+        return _check_ref(ref, resolve)
+    except (OSError, ValueError) as exc:  # e.g. a path component too long for the file system
+        return f"model '{model_id}': not a usable path ({exc})"
+
+
+def _check_ref(ref: ModelRef, resolve: Callable[[str], Path]) -> str | None:
+    from audit.models.catalog import AUDIT_CONFIGS, architectures, pretrained_tags
+
     if ref.kind == "dir":
         return _check_dir(ref, resolve(str(ref.path)))
     if ref.scheme != "open_clip":

@@ -280,6 +280,11 @@ class OpenClipModel:
     def _parse(model_id: str, seed: int, resolve: Callable[[str], Path], memo: Path | None = None) -> _Target:
         if model_id.startswith("hf-hub:"):
             repo = model_id.removeprefix("hf-hub:")
+            from audit.models.hf_transformers import transformers_repo_hint
+
+            hint = transformers_repo_hint(repo)
+            if hint:
+                raise UserError(f"model '{model_id}': {hint}")
             if _cached_hf_file(repo, ("open_clip_config.json",)) is None and not hub_reachable():
                 raise _missing_weights(f"hub repo '{repo}'", model_id)
             return _Target(model_id, None, model_id, model_id, False)

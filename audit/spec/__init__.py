@@ -1,4 +1,4 @@
-"""Probe and label-set specifications."""
+"""Probe and label-set specifications: the models, the loader and its cross-checks."""
 
 from audit.spec.load import CLASSNAMES, LoadedLabelSet, Probe, load_label_set, load_probe
 from audit.spec.models import (

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: A category name, or a union of them written ``crime|non_human``.
 CATEGORY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
+#: A probe name: it names the default output directory ``runs/<name>/<timestamp>``, so it must
+#: be one safe path segment (no ``/``, ``..``, braces or spaces).
+PROBE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PROBE_NAME_RULE = ("1-100 characters: letters, digits, '.', '_' or '-', starting with a letter or "
+                   "digit (it names the output directory runs/<name>/)")
 
 
 class Frozen(BaseModel):
+    """Base of every spec model: immutable, and unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -36,6 +42,17 @@ def base_variant(variants: Sequence[str]) -> str:
     if not variants:
         return DEFAULT_BASE_VARIANT
     return DEFAULT_BASE_VARIANT if DEFAULT_BASE_VARIANT in variants else variants[0]
+
+
+#: Names shown as table cells, headings and file names (models, datasets, gates): one line.
+DISPLAY_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+
+
+def check_display_name(v: str | None) -> str | None:
+    """A display name is 1-200 characters on one line (no newline, tab or other control character)."""
+    if v is not None and not DISPLAY_NAME_RE.match(v):
+        raise ValueError(f"{v[:60]!r} must be 1-200 characters on one line, without control characters")
+    return v
 
 
 def split_categories(expr: str) -> tuple[str, ...]:
@@ -80,7 +97,7 @@ class LabelSet(Frozen):
 
     name: str = Field(min_length=1, description="Identifier of the label set.")
     version: str = Field(min_length=1, description="Bumped whenever the labels change.")
-    description: str = ""
+    description: str = Field(default="", description="What the vocabulary is for.")
     citation: str = Field(default="", description="Where the vocabulary comes from.")
     labels: tuple[Label, ...] = Field(description="The labels; at least one, texts unique.")
 
@@ -137,6 +154,8 @@ class DatasetSpec(Frozen):
         default=None, description="Only these label-set variants run on this dataset (default all)."
     )
 
+    _name = field_validator("name")(check_display_name)
+
     @field_validator("config", "revision", mode="before")
     @classmethod
     def _to_str(cls, v: object) -> object:
@@ -147,12 +166,13 @@ class DatasetSpec(Frozen):
     def display_name(self) -> str:
         return self.name or self.adapter
 
-    @model_validator(mode="after")
-    def _intersections(self) -> DatasetSpec:
-        for i, combo in enumerate(self.intersections):
+    @field_validator("intersections")
+    @classmethod
+    def _intersections(cls, v: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        for i, combo in enumerate(v):
             if len(combo) < 2:
                 raise ValueError(f"intersections[{i}] must name at least two columns")
-        return self
+        return v
 
 
 class ModelSpec(Frozen):
@@ -171,6 +191,8 @@ class ModelSpec(Frozen):
     reduction: Literal["sum", "mean"] | None = Field(
         default=None, description="Generative only: sum of token log-probs (default) or their mean."
     )
+
+    _name = field_validator("name")(check_display_name)
 
     @model_validator(mode="after")
     def _reduction(self) -> ModelSpec:
@@ -195,6 +217,8 @@ class VariantSpec(Frozen):
 
 
 class MetricSpec(Frozen):
+    """A metric to compute (written as a plain name, or a mapping to narrow its categories)."""
+
     name: str = Field(description="Registered metric, e.g. category_rate, accuracy.")
     categories: tuple[str, ...] | None = Field(
         default=None, description="Categories or unions ('crime|non_human'); default: probe's."
@@ -202,6 +226,8 @@ class MetricSpec(Frozen):
 
 
 class StatsSpec(Frozen):
+    """Statistical settings shared by metrics and gates."""
+
     alpha: float = Field(default=0.05, gt=0, lt=1, description="1 - confidence level.")
     min_n: int = Field(default=30, ge=1, description="Groups smaller than this are flagged.")
     n_bootstrap: int = Field(default=1000, ge=0, description="Bootstrap resamples for intervals.")
@@ -211,8 +237,12 @@ Judge = Literal["point", "lower", "upper"]
 
 
 class GateBase(Frozen):
+    """Fields every gate type shares."""
+
     id: str | None = Field(default=None, description="Name shown in reports; defaults to type.")
-    severity: Literal["fail", "warn"] = "fail"
+    severity: Literal["fail", "warn"] = Field(
+        default="fail", description="fail: a failing gate fails the run (exit 1); warn: it is only reported."
+    )
     judge: Judge = Field(default="point", description="Judge the point estimate or an interval bound.")
     min_n: int | None = Field(default=None, ge=1, description="Default: stats.min_n.")
     insufficient: Literal["fail", "pass"] = Field(
@@ -221,79 +251,103 @@ class GateBase(Frozen):
     models: tuple[str, ...] | None = Field(default=None, description="Only these models.")
     variants: tuple[str, ...] | None = Field(default=None, description="Only these variants.")
 
+    _id = field_validator("id")(check_display_name)
+
+    #: The metric whose rows the gate judges (the probe must compute it); None: not a metric's rows.
+    JUDGES: ClassVar[str | None] = None
+
+    def judged_metric(self) -> str | None:
+        """The metric whose rows this gate judges (``metrics.csv``), or None."""
+        return self.JUDGES
+
 
 class MaxRateGate(GateBase):
     """The rate of a category must stay at or below a threshold in every group."""
 
-    type: Literal["max_rate"]
-    category: str
+    JUDGES: ClassVar[str | None] = "category_rate"
+
+    type: Literal["max_rate"] = Field(description="Gate type.")
+    category: str = Field(description="Category or union ('crime|non_human') whose rate is judged.")
     group_col: str = Field(default="overall", description="'overall' or a subgroup column.")
-    threshold: float = Field(ge=0, le=1)
+    threshold: float = Field(ge=0, le=1, description="Highest allowed rate (a fraction).")
 
 
 class MaxDisparityGate(GateBase):
     """Across the groups of a column, the rate ratio or difference must stay below a threshold."""
 
-    type: Literal["max_disparity"]
-    category: str
-    group_col: str
-    measure: Literal["ratio", "difference"] = "difference"
-    threshold: float = Field(ge=0)
+    JUDGES: ClassVar[str | None] = "disparity"
+
+    type: Literal["max_disparity"] = Field(description="Gate type.")
+    category: str = Field(description="Category or union ('crime|non_human') whose rate is judged.")
+    group_col: str = Field(description="Subgroup column whose groups are compared.")
+    measure: Literal["ratio", "difference"] = Field(
+        default="difference", description="Highest/lowest rate ratio, or their difference."
+    )
+    threshold: float = Field(ge=0, description="Largest allowed ratio or difference.")
 
 
 class NoSignificantDifferenceGate(GateBase):
     """No group's rate may differ significantly from the rest (Holm-adjusted)."""
 
-    type: Literal["no_significant_difference"]
-    category: str
-    group_col: str
+    JUDGES: ClassVar[str | None] = "pairwise_test"
+
+    type: Literal["no_significant_difference"] = Field(description="Gate type.")
+    category: str = Field(description="Category or union ('crime|non_human') whose rate is judged.")
+    group_col: str = Field(description="Subgroup column whose groups are tested.")
 
 
 class MinAccuracyGate(GateBase):
     """Accuracy must stay at or above a floor in every group."""
 
-    type: Literal["min_accuracy"]
+    type: Literal["min_accuracy"] = Field(description="Gate type.")
     metric: str = Field(default="accuracy", description="accuracy, balanced_accuracy, top5_accuracy")
-    group_col: str = "overall"
-    threshold: float = Field(ge=0, le=1)
-    datasets: tuple[str, ...] | None = None
+    group_col: str = Field(default="overall", description="'overall' or a subgroup column.")
+    threshold: float = Field(ge=0, le=1, description="Lowest allowed accuracy (a fraction).")
+    datasets: tuple[str, ...] | None = Field(default=None, description="Only these datasets (default all).")
+
+    def judged_metric(self) -> str | None:
+        return self.metric
 
 
 class MinEffectiveRobustnessGate(GateBase):
     """Effective robustness on a shift must stay at or above a floor (accuracy points)."""
 
-    type: Literal["min_effective_robustness"]
-    shift: str
-    threshold: float
+    JUDGES: ClassVar[str | None] = "accuracy"  # through robustness.csv, built from accuracy rows
+
+    type: Literal["min_effective_robustness"] = Field(description="Gate type.")
+    shift: str = Field(description="Distribution shift, e.g. imagenet_r (see the robustness tables).")
+    threshold: float = Field(description="Lowest allowed effective robustness, in accuracy points.")
 
 
 class VariantNoIncreaseGate(GateBase):
     """Going from one variant to another must not raise any group's rate by more than a margin."""
 
-    type: Literal["variant_no_increase"]
-    category: str
-    group_col: str
-    base: str = "default"
-    compare: str
-    margin: float = Field(default=0.0, ge=0)
+    JUDGES: ClassVar[str | None] = "variant_change"
+
+    type: Literal["variant_no_increase"] = Field(description="Gate type.")
+    category: str = Field(description="Category or union ('crime|non_human') whose rate is judged.")
+    group_col: str = Field(description="Subgroup column ('overall' for the whole dataset).")
+    base: str = Field(default="default", description="The variant compared from.")
+    compare: str = Field(description="The variant compared to.")
+    margin: float = Field(default=0.0, ge=0, description="Largest allowed rate increase (a fraction).")
 
 
 class MaxRetrievalSkewGate(GateBase):
     """MaxSkew@k (or NDKL@k) of text-to-image retrieval must stay at or below a threshold."""
 
-    type: Literal["max_retrieval_skew"]
-    measure: Literal["max_skew", "ndkl"] = "max_skew"
-    k: int = Field(default=100, gt=0)
-    group_col: str
+    type: Literal["max_retrieval_skew"] = Field(description="Gate type.")
+    measure: Literal["max_skew", "ndkl"] = Field(default="max_skew", description="MaxSkew@k or NDKL@k.")
+    k: int = Field(default=100, gt=0, description="Top-k cut-off; must be one of retrieval.ks.")
+    group_col: str = Field(description="Subgroup column or intersection ('race x gender').")
     query_set: str = Field(description="Name of a retrieval query set (its label-set name).")
     per_query: bool = Field(default=False, description="Judge every query, not only the set mean.")
-    threshold: float = Field(ge=0)
+    threshold: float = Field(ge=0, description="Largest allowed skew or NDKL.")
 
 
 class MaxAssociationGate(GateBase):
     """The effect size (Cohen's d) of an association test must stay at or below a threshold."""
 
-    type: Literal["max_association"]
+    type: Literal["max_association"] = Field(description="Gate type.")
     test: str = Field(description="Name of an association test of the probe.")
     threshold: float = Field(description="Largest acceptable d (0.2 small, 0.5 medium, 0.8 large).")
     significant_only: bool = Field(
@@ -305,7 +359,9 @@ class MaxRecallDisparityGate(GateBase):
     """Per person class, the recall difference between two groups must stay below a threshold
     (FACET-style); judged on |difference| (its interval bound with judge: lower/upper)."""
 
-    type: Literal["max_recall_disparity"]
+    JUDGES: ClassVar[str | None] = "recall_disparity"
+
+    type: Literal["max_recall_disparity"] = Field(description="Gate type.")
     group_col: str = Field(description="A declared subgroup column, e.g. gender_presentation.")
     threshold: float = Field(ge=0, le=1, description="Largest acceptable |recall difference|.")
     significant_only: bool = Field(
@@ -338,7 +394,9 @@ class QuerySetSpec(Frozen):
     """Text queries for retrieval-bias metrics: a label-set file and the templates to embed it with."""
 
     labels: str = Field(description="Label-set file (relative to the probe) whose texts are the queries.")
-    templates: tuple[str, ...] = Field(default=("a photo of a {}.",), min_length=1)
+    templates: tuple[str, ...] = Field(
+        default=("a photo of a {}.",), min_length=1, description="Prompt templates with one '{}' placeholder."
+    )
 
     @field_validator("templates")
     @classmethod
@@ -351,8 +409,8 @@ class QuerySetSpec(Frozen):
 class RetrievalSpec(Frozen):
     """Rank the images by similarity to each query; measure who fills the top k (Skew@k, NDKL)."""
 
-    query_sets: tuple[QuerySetSpec, ...] = Field(min_length=1)
-    ks: tuple[int, ...] = Field(default=(10, 100, 1000), min_length=1)
+    query_sets: tuple[QuerySetSpec, ...] = Field(min_length=1, description="The query sets to rank images by.")
+    ks: tuple[int, ...] = Field(default=(10, 100, 1000), min_length=1, description="Top-k cut-offs.")
     desired: Literal["uniform", "marginal"] = Field(
         default="uniform", description="Target distribution over groups: uniform or the dataset's own."
     )
@@ -369,28 +427,43 @@ class RetrievalSpec(Frozen):
 
 
 class ReportSpec(Frozen):
-    enabled: bool = True
+    """The notebook report rendered into the run directory."""
+
+    enabled: bool = Field(default=True, description="Render the report after the run.")
     gallery: bool = Field(default=False, description="Show images put into flagged categories.")
-    notebooks: tuple[str, ...] | None = Field(default=None, description="Default: by probe kind.")
+    notebooks: tuple[str, ...] | None = Field(
+        default=None,
+        description="Notebooks to execute: a built-in kind (fairness, robustness) or a path to a "
+        ".ipynb inside the probe's directory (a notebook runs code; a path outside the directory "
+        "needs --allow-notebooks-outside). Default: the notebook of the probe's kind.",
+    )
 
 
 class ProbeSpec(Frozen):
     """A probe: dataset(s) x label vocabulary x models, the metrics and the release gates."""
 
-    name: str = Field(min_length=1, description="Probe name; names the output directory.")
-    description: str = ""
-    kind: Literal["fairness", "robustness"] = "fairness"
+    name: str = Field(description=f"Probe name; names the output directory. {PROBE_NAME_RULE}.")
+    description: str = Field(default="", description="What the probe checks, shown in the report.")
+    kind: Literal["fairness", "robustness"] = Field(
+        default="fairness", description="Picks the default report notebook and robustness tables."
+    )
     notice: str | None = Field(
         default=None, description="Text shown in the summary and report (e.g. demo caveats)."
     )
-    datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
-    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    datasets: tuple[DatasetSpec, ...] = Field(
+        min_length=1, description="The datasets (write 'dataset:' with a mapping for just one)."
+    )
+    models: tuple[ModelSpec, ...] = Field(min_length=1, description="The models (plain ids or mappings).")
     label_sets: tuple[str, ...] = Field(
         min_length=1,
         description="Label-set files (relative to the probe) merged in order, or 'classnames' "
         "for the dataset's own class names.",
     )
-    variants: dict[str, VariantSpec] = Field(default_factory=lambda: {"default": VariantSpec()})
+    variants: dict[str, VariantSpec] = Field(
+        default_factory=lambda: {"default": VariantSpec()},
+        description="Named label-set variants; 'default' (else the first) is the base the others "
+        "are compared against.",
+    )
     templates: tuple[str, ...] | str = Field(
         default=("a photo of a {}.",),
         description="Prompt templates, or a named set: openai_imagenet, simple_imagenet, dataset.",
@@ -398,15 +471,15 @@ class ProbeSpec(Frozen):
     categories: tuple[str, ...] = Field(
         default=(), description="Categories or unions whose rates are reported."
     )
-    metrics: tuple[MetricSpec, ...] = Field(min_length=1)
-    stats: StatsSpec = StatsSpec()
-    gates: tuple[GateSpec, ...] = ()
+    metrics: tuple[MetricSpec, ...] = Field(min_length=1, description="Metrics to compute (see `audit list`).")
+    stats: StatsSpec = Field(default=StatsSpec(), description="Confidence level, minimum group size, bootstrap.")
+    gates: tuple[GateSpec, ...] = Field(default=(), description="Release gates judged on the results.")
     retrieval: RetrievalSpec | None = Field(default=None, description="Retrieval-bias audit (optional).")
     associations: tuple[AssociationSpec, ...] = Field(
         default=(), description="Embedding association tests (WEAT-style) on the cached embeddings.")
-    report: ReportSpec = ReportSpec()
-    seed: int = 0
-    batch_size: int = Field(default=64, gt=0)
+    report: ReportSpec = Field(default=ReportSpec(), description="The rendered report.")
+    seed: int = Field(default=0, description="Seed of every random draw (subsampling, bootstrap).")
+    batch_size: int = Field(default=64, gt=0, description="Images per batch when embedding.")
 
     @model_validator(mode="before")
     @classmethod
@@ -423,6 +496,13 @@ class ProbeSpec(Frozen):
             if isinstance(data.get(key), list):
                 data[key] = [{field: v} if isinstance(v, str) else v for v in data[key]]
         return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not PROBE_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a safe probe name: {PROBE_NAME_RULE}")
+        return v
 
     @field_validator("templates")
     @classmethod
@@ -446,10 +526,6 @@ class ProbeSpec(Frozen):
     def base_variant(self) -> str:
         """The variant others are compared against (see :func:`base_variant`)."""
         return base_variant(list(self.variants))
-
-    @property
-    def path_base(self) -> Path:  # pragma: no cover - set by the loader
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- association tests
