@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from audit.errors import UserError
 from audit.gates import AuditRun, GateResult, GateVerdict, summarize, verdicts
 from audit.results import atomic_write
 
@@ -100,8 +101,34 @@ def write_junit(path: str | Path, results: Sequence[GateResult], suite: str = "a
     return path
 
 
+def rejudge_with_baseline(run_dir: str | Path, baseline: str | Path) -> list[GateResult]:
+    """Judge a finished run's gates again with ``no_regression`` compared against ``baseline``;
+    rewrite ``gates.json``, then the manifest (last, with the new checksums). Returns the results."""
+    from audit.gates import write_gates_json
+    from audit.results import GATES, read_run, write_manifest
+
+    run = AuditRun.load(run_dir, baseline=baseline)
+    results = run.results
+    write_gates_json(run.run_dir / GATES, results)
+    write_manifest(run.run_dir, read_run(run.run_dir).manifest)
+    return results
+
+
+def check_junit_target(junit: str | Path) -> Path:
+    """``junit`` if it can name a file; UserError (exit 2) for a directory.
+
+    Missing parent directories are created; an unwritable location is reported when writing
+    (DataError, exit 3, naming the path).
+    """
+    path = Path(junit)
+    if path.is_dir():
+        raise UserError(f"--junit {path} is a directory", fix="pass a file path, e.g. --junit audit-junit.xml")
+    return path
+
+
 def check_main(run_dir: str | Path, probe_path: str | Path | None = None, junit: str | Path | None = None,
-               quiet: bool = False, out: TextIO | None = None) -> int:
+               quiet: bool = False, out: TextIO | None = None, strict: bool = False,
+               baseline: str | Path | None = None) -> int:
     """Judge a saved run's gates again and report them.
 
     Args:
@@ -110,15 +137,23 @@ def check_main(run_dir: str | Path, probe_path: str | Path | None = None, junit:
         junit: Also write JUnit XML here.
         quiet: Print only the summary line.
         out: Where to print (default: stdout).
+        strict: Refuse (exit 3) a run whose files no longer match the manifest's SHA-256s;
+            without it, print one warning line per such file to stderr.
+        baseline: A previous run directory that ``no_regression`` gates compare against.
 
     Returns:
         0 when every fail-severity gate passes, else 1.
 
     Raises:
-        UserError: ``run_dir`` is not a run directory, or the probe is invalid (exit 2).
-        DataError: a results file cannot be read (exit 3).
+        UserError: ``run_dir`` is not a run directory, the probe is invalid, or ``junit`` is a
+            directory (exit 2).
+        DataError: a results file cannot be read, or (``strict``) was edited (exit 3).
     """
-    run = AuditRun.load(run_dir, probe_path)
+    if junit is not None:
+        check_junit_target(junit)
+    run = AuditRun.load(run_dir, probe_path, baseline=baseline)
+    for line in run.rundir.integrity(strict):
+        print(line, file=sys.stderr)
     report(run, out or sys.stdout, quiet)
     if junit is not None:
         write_junit(junit, run.results, suite=f"audit.{run.probe.name}")

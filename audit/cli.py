@@ -60,20 +60,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="skip the notebook report")
     r.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     r.add_argument("--allow-notebooks-outside", action="store_true", help=NOTEBOOKS_HELP)
+    r.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+                   help="previous run that no_regression gates compare against")
 
     c = sub.add_parser("check", help="re-evaluate gates on a saved run")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--probe", type=Path, help="judge with this probe's gates instead of the run's")
     c.add_argument("--junit", type=Path, help="write JUnit XML here")
+    c.add_argument("--strict", action="store_true",
+                   help="refuse (exit 3) a run whose files no longer match the manifest's SHA-256s")
+    c.add_argument("--baseline", type=Path, metavar="RUN_DIR", help="previous run for no_regression gates")
 
     rep = sub.add_parser("report", help="re-render the report of a saved run")
     rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--strict", action="store_true",
+                     help="refuse (exit 3) a run whose files no longer match the manifest's SHA-256s")
 
     rob = sub.add_parser("robustness", help="effective robustness from a table of accuracies")
     rob.add_argument("table", type=Path, help="CSV with columns model,dataset,top1 (top1 in [0,1])")
     rob.add_argument("--out", type=Path)
     rob.add_argument("--baseline", type=Path, help="baseline table (default: imagenet-testbed standard models)")
+    _add_compare_parsers(sub)
     return p
+
+
+def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cmp = sub.add_parser("compare", help="compare two runs (or two models of one run) with paired tests")
+    cmp.add_argument("base_run", type=Path, help="the baseline run directory")
+    cmp.add_argument("new_run", type=Path, nargs="?", help="the new run directory (omit to compare two models of BASE_RUN)")
+    cmp.add_argument("--out", type=Path, help="output folder (default: compare/ next to NEW_RUN)")
+    cmp.add_argument("--probe", type=Path, help="judge this probe's no_regression gates (default: the new run's)")
+    cmp.add_argument("--junit", type=Path, help="write JUnit XML of the no_regression gates here")
+    cmp.add_argument("--base-model", metavar="NAME", help="model of BASE_RUN to compare")
+    cmp.add_argument("--new-model", metavar="NAME", help="model of NEW_RUN (or BASE_RUN) to compare")
+
+    hist = sub.add_parser("history", help="one table and trend plots over many run directories")
+    hist.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    hist.add_argument("--out", type=Path, help="output folder (default: history/ in the current directory)")
 
 
 def _positive_int(text: str) -> int:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from audit.errors import EXIT_OK, EXIT_USER, AuditError
 from audit.spec import load_probe
@@ -107,26 +108,55 @@ def cmd_run(args: argparse.Namespace) -> int:
         import datasets
 
         datasets.disable_progress_bars()
+    baseline = getattr(args, "baseline", None)
+    if baseline is not None:  # a bad baseline is refused before anything is computed
+        from audit.results import METRICS, read_run
+
+        read_run(baseline, METRICS)
     options = RunOptions(out=args.out, models=tuple(args.model), limit=args.limit, device=args.device,
                          precision=args.precision,
                          batch_size=args.batch_size, num_workers=args.num_workers, quiet=args.quiet,
-                         cache_dir=args.cache_dir, report=not args.no_report,
+                         cache_dir=args.cache_dir, report=not args.no_report and baseline is None,
                          shard_rows=args.shard_rows)
     outcome = run_probe(probe, options)
+    if baseline is not None and os.environ.get("RANK", "0") == "0":
+        _judge_against_baseline(probe, outcome, baseline, report=not args.no_report)
     if not args.quiet and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports
         print_summary(probe, outcome)
     return outcome.exit_code
 
 
+def _judge_against_baseline(probe: Any, outcome: Any, baseline: Path, report: bool) -> None:
+    """``run --baseline``: judge no_regression gates on the finished run, then render the report."""
+    from audit.check import rejudge_with_baseline
+    from audit.errors import EXIT_DATA
+    from audit.gates import exit_code
+
+    outcome.gate_results = rejudge_with_baseline(outcome.run_dir, baseline)
+    outcome.exit_code = EXIT_DATA if outcome.model_failures else exit_code(outcome.gate_results)
+    if report and probe.spec.report.enabled:
+        from audit.report import render_report
+
+        try:
+            render_report(outcome.run_dir)
+        except AuditError as exc:
+            outcome.report_error = exc.render()
+            outcome.exit_code = EXIT_DATA
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from audit.check import check_main
 
-    return check_main(args.run_dir, probe_path=args.probe, junit=args.junit)
+    return check_main(args.run_dir, probe_path=args.probe, junit=args.junit, strict=args.strict,
+                      baseline=args.baseline)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from audit.report import report_main
+    from audit.results import METRICS, read_run
 
+    for line in read_run(args.run_dir, METRICS).load_all().integrity(args.strict):
+        print(line, file=sys.stderr)
     return report_main(args.run_dir)
 
 
@@ -136,4 +166,17 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return robustness_main(args.table, out=args.out, baseline=args.baseline)
 
 
-__all__ = ["cmd_validate", "cmd_schema", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]
+def cmd_compare(args: argparse.Namespace) -> int:
+    from audit.compare.output import compare_main
+
+    return compare_main(args.base_run, args.new_run, out=args.out, probe=args.probe, junit=args.junit,
+                        base_model=args.base_model, new_model=args.new_model)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from audit.history import history_main
+
+    return history_main(args.runs, out=args.out)
+
+
+__all__ = ["cmd_compare", "cmd_history", "cmd_validate", "cmd_schema", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]

@@ -13,7 +13,8 @@ import audit
 from audit.data.base import LoadedDataset
 from audit.labels import Vocabulary
 from audit.models.base import ModelInfo
-from audit.results import FORMAT_VERSION
+from audit.results.manifest import Manifest, ModelRecord, scoring_summary
+from audit.results.schema import FORMAT_VERSION
 from audit.spec import DatasetSpec, Probe
 
 PACKAGES = ("audit", "torch", "torchvision", "open_clip_torch", "datasets", "huggingface_hub", "numpy",
@@ -72,12 +73,23 @@ def dataset_record(spec: DatasetSpec, data: LoadedDataset, skipped: list[dict[st
 
 def manifest(probe: Probe, datasets: list[tuple[DatasetSpec, LoadedDataset]],
              models: list[dict[str, Any]], failures: dict[str, str], prompts: dict[str, Any],
-             skipped: dict[str, list[dict[str, str]]], run_models: tuple[Any, ...] | None = None) -> dict[str, Any]:
+             skipped: dict[str, list[dict[str, str]]], run_models: tuple[Any, ...] | None = None) -> Manifest:
+    """The typed manifest of a run (``files`` is filled by :func:`audit.results.write_manifest`).
+
+    Args:
+        probe: The loaded probe.
+        datasets: Each dataset spec with what was loaded for it.
+        models: :func:`model_record` of each model that ran.
+        failures: Model display name -> why it failed.
+        prompts: Variant -> :func:`vocab_record`.
+        skipped: Dataset display name -> images that could not be read.
+        run_models: The models that ran when ``--model`` replaced the probe's.
+    """
     spec = probe.spec
     resolved = probe.resolved_dict()
     if run_models is not None:  # --model replaced the probe's models: record what actually ran
         resolved["models"] = [m.model_dump() for m in run_models]
-    return {
+    return Manifest.model_validate({
         "format_version": FORMAT_VERSION,
         "audit_version": audit.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -108,4 +120,5 @@ def manifest(probe: Probe, datasets: list[tuple[DatasetSpec, LoadedDataset]],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(probe.path.parent),
-    }
+        "scoring": scoring_summary([ModelRecord.model_validate(m) for m in models]),
+    })

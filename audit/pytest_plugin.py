@@ -1,4 +1,5 @@
-"""pytest plugin: gate a release on an audit run (``pytest --audit-run RUN_DIR [--audit-probe PROBE]``).
+"""pytest plugin: gate a release on an audit run (``pytest --audit-run RUN_DIR [--audit-probe PROBE]
+[--audit-baseline RUN_DIR]``; the baseline is what ``no_regression`` gates compare against).
 
 Loaded in every pytest session through the ``pytest11`` entry point, so it imports only pytest at
 module level and adds nothing but its options, the ``audit`` marker and the ``audit_run`` fixture
@@ -7,6 +8,10 @@ per gate x model x variant, e.g. ``audit::ViT-B-32:openai::default::max_rate[cri
 all marked ``audit`` (``-m audit`` runs only them), so ``--junitxml`` and ``-k`` work unchanged.
 Severity ``warn`` gates, and groups allowed by ``insufficient: pass``, pass with a warning that
 carries the message.
+
+``pytest --audit-run RUN`` with no test paths (e.g. from a project root in CI) collects the gate
+items only, not the project's own tests; name test files too (``pytest tests/test_release.py
+--audit-run RUN``) to run tests that use the ``audit_run`` fixture alongside the gates.
 
 With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set, enable it with ``-p audit`` (the entry point's name;
 ``-p audit.pytest_plugin`` would register the module a second time when autoload is on).
@@ -43,22 +48,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="collect the gates of this audit run directory as test items")
     group.addoption("--audit-probe", metavar="PROBE", default=None,
                     help="judge the run with this probe's gates and stats instead of its own")
+    group.addoption("--audit-baseline", metavar="RUN_DIR", default=None,
+                    help="a previous run that no_regression gates compare against")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "audit: a release gate collected from an audit run (--audit-run)")
     run_dir = config.getoption("audit_run", None)
     if not run_dir:
-        if config.getoption("audit_probe", None):
-            raise pytest.UsageError("--audit-probe needs --audit-run RUN_DIR")
+        for option in ("probe", "baseline"):
+            if config.getoption(f"audit_{option}", None):
+                raise pytest.UsageError(f"--audit-{option} needs --audit-run RUN_DIR")
         return
     from audit.errors import AuditError
     from audit.gates import AuditRun
 
     try:
-        config.stash[RUN_KEY] = AuditRun.load(run_dir, config.getoption("audit_probe"))
+        config.stash[RUN_KEY] = AuditRun.load(run_dir, config.getoption("audit_probe"),
+                                              baseline=config.getoption("audit_baseline", None))
     except AuditError as err:
         raise pytest.UsageError(f"audit plugin: {err.render()}") from None
+
+
+def _gates_only(config: pytest.Config) -> bool:
+    """``--audit-run`` without test paths on the command line: collect the gate items only."""
+    return RUN_KEY in config.stash and config.args_source != pytest.Config.ArgsSource.ARGS
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    """With ``--audit-run`` and no test paths, skip the project's own tests (and their imports)."""
+    return True if _gates_only(config) else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so those select gate items too

@@ -68,6 +68,7 @@ GATES: Registry[object] = Registry("gate", {
     "variant_no_increase": "audit.gates:eval_variant_no_increase",
     "max_association": "audit.gates:eval_max_association",
     "max_recall_disparity": "audit.gates:eval_max_recall_disparity",
+    "no_regression": "audit.gates:eval_no_regression",
 })
 
 #: Model id schemes (:mod:`audit.models.ids` parses the ids) -> adapter class.

@@ -29,8 +29,9 @@ from audit.results import (
     METRICS,
     PREDICTIONS,
     ROBUSTNESS,
+    Manifest,
     write_csv,
-    write_json,
+    write_manifest,
     write_parquet,
 )
 from audit.spec import CLASSNAMES, DatasetSpec, ModelSpec, Probe
@@ -336,7 +337,7 @@ def predict_from_scores(dspec: DatasetSpec, data: LoadedDataset, model_name: str
 
 
 def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_template: pd.DataFrame | None,
-               manifest: dict[str, Any], failures: dict[str, str], options: RunOptions,
+               manifest: Manifest, failures: dict[str, str], options: RunOptions,
                encoded_images: int, encoded_prompts: int, retrieval: pd.DataFrame | None = None) -> RunOutcome:
     """Metrics, robustness, gates and files, in an order where the manifest comes last."""
     from audit.gates import evaluate_gates, write_gates_json
@@ -368,10 +369,13 @@ def finish_run(probe: Probe, run_dir: Path, predictions: pd.DataFrame, by_templa
         comparison = compare_all_models(metrics, predictions, names, probe)
         if comparison is not None:
             write_csv(run_dir / "robustness_compare.csv", comparison)
+    from audit.compare.runs import write_fairness_compare
+
+    write_fairness_compare(run_dir, probe.spec, metrics, predictions, manifest)
     run_spec = probe.spec.model_copy(update={"models": tuple(_models(probe, options.models))})
     results = evaluate_gates(probe.spec, metrics, robustness, run_spec=run_spec)
     write_gates_json(run_dir / GATES, results)
-    write_json(run_dir / MANIFEST, manifest)
+    write_manifest(run_dir, manifest)  # last: records every file's SHA-256
     from audit.gates import exit_code as gate_exit
 
     code = gate_exit(results)

@@ -60,7 +60,7 @@ def test_failing_gate_exits_1_and_explains(tmp_path: Path) -> None:
     code, text = check(make_run(tmp_path, [{**RATE_GATE, "threshold": 0.04}]))
     assert code == 1
     assert ("FAIL max_rate[crime by race] ViT-B-32:openai default: 1 fail of 2 group(s); rate of crime 0.030 "
-            "(95% CI 0.020-0.045, n=400): upper bound 0.045 > 0.04 for race=Black") in text
+            "(95% CI 0.020 to 0.045, n=400): upper bound 0.045 > 0.04 for race=Black") in text
 
 
 def test_warn_gate_does_not_change_the_exit_code(tmp_path: Path) -> None:
@@ -122,9 +122,9 @@ def test_junit_xml_one_testcase_per_gate_model_variant(tmp_path: Path) -> None:
     assert passing.find("failure") is None and passing.find("error") is None
     failure = cases[("audit.strict", f"{MODEL}::default")].find("failure")
     assert failure is not None
-    assert failure.get("message") == ("2 fail of 2 group(s); rate of crime 0.030 (95% CI 0.020-0.045, n=400): "
+    assert failure.get("message") == ("2 fail of 2 group(s); rate of crime 0.030 (95% CI 0.020 to 0.045, n=400): "
                                       "upper bound 0.045 > 0.01 for race=Black")
-    assert "FAIL rate of crime 0.020 (95% CI 0.010-0.030, n=500)" in (failure.text or "")
+    assert "FAIL rate of crime 0.020 (95% CI 0.010 to 0.030, n=500)" in (failure.text or "")
     # The 'other' variant has no rows: an error, never a pass.
     error = cases[("audit.strict", f"{MODEL}::other")].find("error")
     assert error is not None and "no variant 'other'" in (error.get("message") or "")

@@ -8,6 +8,9 @@ from typing import Any
 import pandas as pd
 import pytest
 from pydantic import TypeAdapter
+from scipy.stats import fisher_exact
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportions_ztest
 
 from audit import registries
 from audit.gates import (
@@ -49,10 +52,10 @@ RACE_RATES = [
 def test_max_rate_point_fails_one_group_with_the_deciding_sentence() -> None:
     results = by_group(run(gate(type="max_rate", category="crime", group_col="race", threshold=0.05), ctx(RACE_RATES)))
     assert results["Black"].outcome == "fail"
-    assert results["Black"].message == "rate of crime 0.080 (95% CI 0.060-0.100, n=400) > 0.05 for race=Black"
+    assert results["Black"].message == "rate of crime 0.080 (95% CI 0.060 to 0.100, n=400) > 0.05 for race=Black"
     assert results["Black"].judged == 0.08 and results["Black"].op == "<="
     assert results["White"].outcome == "pass"
-    assert results["White"].message == "rate of crime 0.030 (95% CI 0.010-0.050, n=500) <= 0.05 for race=White"
+    assert results["White"].message == "rate of crime 0.030 (95% CI 0.010 to 0.050, n=500) <= 0.05 for race=White"
 
 
 @pytest.mark.parametrize(("judge", "judged", "outcome"), [
@@ -63,7 +66,7 @@ def test_max_rate_judges_the_point_or_a_bound(judge: str, judged: float, outcome
     [r] = run(gate(type="max_rate", category="crime", threshold=0.05, judge=judge), ctx(rows))
     assert (r.judge, r.judged, r.outcome) == (judge, judged, outcome)
     if judge == "upper":
-        assert r.message == "rate of crime 0.040 (95% CI 0.020-0.060, n=800): upper bound 0.060 > 0.05 over all images"
+        assert r.message == "rate of crime 0.040 (95% CI 0.020 to 0.060, n=800): upper bound 0.060 > 0.05 over all images"
 
 
 def test_value_equal_to_threshold_passes() -> None:
@@ -176,7 +179,7 @@ def test_max_disparity_point_and_bounds(judge: str, outcome: str) -> None:
               ctx(disparity_rows()))
     assert r.outcome == outcome
     if judge == "point":
-        assert r.message == ("gap in crime rate 0.081 (95% CI 0.040-0.120, n=350) > 0.05 "
+        assert r.message == ("gap in crime rate 0.081 (95% CI 0.040 to 0.120, n=350) > 0.05 "
                              "between race=Black and race=East Asian")
 
 
@@ -212,7 +215,7 @@ def test_ratio_measure_reads_disparity_ratio_rows() -> None:
     rows = [metric_row("disparity_ratio", "race", "Black / White", value=1.6, ci=(1.2, 2.1), n=900)]
     [r] = run(gate(type="max_disparity", category="crime", group_col="race", measure="ratio", threshold=1.25),
               ctx(rows))
-    assert r.outcome == "fail" and r.message.startswith("ratio of crime rates 1.60 (95% CI 1.20-2.10, n=900) > 1.25")
+    assert r.outcome == "fail" and r.message.startswith("ratio of crime rates 1.60 (95% CI 1.20 to 2.10, n=900) > 1.25")
 
 
 def test_stricter_gate_min_n_on_an_extreme_group() -> None:
@@ -231,20 +234,71 @@ def test_stricter_gate_min_n_on_an_extreme_group() -> None:
 # --------------------------------------------------------------------------- no_significant_difference
 
 
-def test_no_significant_difference_judges_holm_p_against_alpha() -> None:
-    rows = [
-        metric_row("pairwise_test", "race", "Black", value=0.081, ci=(0.04, 0.12), p_value=0.0003, n=412),
-        metric_row("pairwise_test", "race", "White", value=-0.01, ci=(-0.03, 0.01), p_value=0.4, n=500),
-        metric_row("pairwise_test", "race", "Indian", value=0.3, ci=(0.1, 0.5), p_value=0.001, n=10, flag="small_n"),
-    ]
+def _rates(counts: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    """category_rate rows for ``group -> (flagged, n)``."""
+    return [metric_row("category_rate", "race", g, value=k / n if n else math.nan, n=n) for g, (k, n) in counts.items()]
+
+
+def _expected_p(counts: dict[str, tuple[int, int]], alternative: str) -> dict[str, float]:
+    """Independent computation: statsmodels z-tests (all counts here are large), Holm-adjusted."""
+    total_k, total_n = sum(k for k, _ in counts.values()), sum(n for _, n in counts.values())
+    sm = {"greater": "larger", "less": "smaller", "two-sided": "two-sided"}[alternative]
+    raw = [proportions_ztest([k, total_k - k], [n, total_n - n], alternative=sm)[1] for k, n in counts.values()]
+    return dict(zip(counts, multipletests(raw, method="holm")[1]))
+
+
+#: Black flagged far MORE often than the rest, East Asian far LESS often.
+SKEWED = {"Black": (80, 400), "White": (40, 500), "East Asian": (10, 450)}
+
+
+def test_no_significant_difference_tests_category_rate_counts_one_sided_by_default() -> None:
     results = by_group(run(gate(type="no_significant_difference", category="crime", group_col="race"),
-                           ctx(rows, stats=StatsSpec(alpha=0.01))))
-    assert results["Black"].outcome == "fail"
-    assert results["Black"].message == ("difference in crime rate vs the rest +0.081 (95% CI +0.040 to +0.120, "
-                                        "n=412): Holm-adjusted p=0.0003 < alpha 0.01 for race=Black")
-    assert (results["Black"].judge, results["Black"].threshold) == ("p_value", 0.01)
-    assert results["White"].outcome == "pass" and "p=0.4 >= alpha 0.01" in results["White"].message
-    assert results["Indian"].outcome == "insufficient"
+                           ctx(_rates(SKEWED), stats=StatsSpec(alpha=0.01))))
+    expected = _expected_p(SKEWED, "greater")
+    for group, r in results.items():
+        assert r.p_value == pytest.approx(expected[group])
+        assert (r.alternative, r.test, r.judge, r.threshold, r.compared_to) == (
+            "greater", "z-test", "p_value", 0.01, "alpha")
+    black = results["Black"]
+    assert black.outcome == "fail" and black.value == pytest.approx(80 / 400 - 50 / 950)
+    assert black.message.startswith("difference in crime rate vs the rest +0.147 (95% CI +0.")
+    assert black.message.endswith("< alpha 0.01 for race=Black (z-test, one-sided: group rate above the rest)")
+    assert black.fails_when == "Holm-adjusted p-value < alpha 0.01"
+    # A harm gate never fails a group flagged LESS than the rest, however clear the difference.
+    assert results["East Asian"].outcome == "pass" and results["East Asian"].value < -0.08
+
+
+def test_no_significant_difference_two_sided_fails_both_directions() -> None:
+    results = by_group(run(gate(type="no_significant_difference", category="crime", group_col="race",
+                                alternative="two-sided"), ctx(_rates(SKEWED), stats=StatsSpec(alpha=0.01))))
+    expected = _expected_p(SKEWED, "two-sided")
+    assert {g: r.p_value for g, r in results.items()} == pytest.approx(expected)
+    assert results["Black"].outcome == results["East Asian"].outcome == "fail"
+    assert "two-sided" in results["East Asian"].message and results["East Asian"].alternative == "two-sided"
+    less = by_group(run(gate(type="no_significant_difference", category="crime", group_col="race",
+                             alternative="less"), ctx(_rates(SKEWED), stats=StatsSpec(alpha=0.01))))
+    assert (less["Black"].outcome, less["East Asian"].outcome) == ("pass", "fail")
+
+
+def test_no_significant_difference_small_counts_use_fishers_exact_test() -> None:
+    counts = {"Black": (6, 150), "White": (2, 300), "Indian": (1, 10), "Latino": (0, 0)}
+    results = by_group(run(gate(type="no_significant_difference", category="crime", group_col="race"),
+                           ctx(_rates(counts), stats=StatsSpec(min_n=30))))
+    tested = {g: c for g, c in counts.items() if c[1]}
+    total_k, total_n = sum(k for k, _ in tested.values()), sum(n for _, n in tested.values())
+    raw = [fisher_exact([[k, n - k], [total_k - k, total_n - n - total_k + k]], alternative="greater").pvalue
+           for k, n in tested.values()]
+    expected = dict(zip(tested, multipletests(raw, method="holm")[1]))
+    assert results["Black"].test == "Fisher's exact test"
+    assert results["Black"].p_value == pytest.approx(expected["Black"])
+    assert results["Indian"].outcome == "insufficient"  # n=10 < min_n, but still in the Holm family
+    assert results["Latino"].outcome == "insufficient" and "n=0 < min_n=30" in results["Latino"].message
+
+
+def test_no_significant_difference_without_category_rate_is_an_error() -> None:
+    rows = [metric_row("pairwise_test", "race", "Black", value=0.08, p_value=0.001, n=400)]
+    [r] = run(gate(type="no_significant_difference", category="crime", group_col="race"), ctx(rows))
+    assert r.outcome == "error" and "add category_rate" in r.message
 
 
 # --------------------------------------------------------------------------- min_accuracy
@@ -256,7 +310,7 @@ def test_min_accuracy_judges_the_lower_bound(judge: str, outcome: str) -> None:
     [r] = run(gate(type="min_accuracy", group_col="race", threshold=0.75, judge=judge), ctx(rows))
     assert (r.outcome, r.op) == (outcome, ">=")
     if judge == "lower":
-        assert r.message == "accuracy 0.800 (95% CI 0.740-0.860, n=300): lower bound 0.740 < 0.75 for race=Black"
+        assert r.message == "accuracy 0.800 (95% CI 0.740 to 0.860, n=300): lower bound 0.740 < 0.75 for race=Black"
 
 
 def test_min_accuracy_reads_the_named_metric_on_each_listed_dataset() -> None:
@@ -389,3 +443,30 @@ def test_policy_probe_judges_the_models_the_run_made() -> None:
     results = evaluate_gates(policy, pd.DataFrame(RACE_RATES, columns=list(METRIC_COLUMNS)), run_spec=run_spec)
     assert [(r.model, r.group, r.outcome) for r in results] == [
         (MODEL, "Black", "insufficient"), (MODEL, "White", "pass")]
+
+
+# --------------------------------------------------------------------------- direction and undefined ratios
+
+
+def test_gate_direction_is_read_from_the_metrics_declared_higher_is_better() -> None:
+    from audit.gates.evaluators import metric_op
+
+    for name in registries.METRICS.names():
+        metric = registries.METRICS.get(name)
+        assert metric_op(name) == (">=" if metric.higher_is_better else "<=")  # type: ignore[attr-defined]
+    [rate] = run(gate(type="max_rate", category="crime", threshold=0.05), ctx([metric_row(value=0.08)]))
+    assert rate.op == "<=" and rate.outcome == "fail"
+    # A floor on a lower-is-better metric cannot pass for the wrong reason.
+    [r] = run(gate(type="min_accuracy", metric="category_rate", threshold=0.5), ctx([metric_row(value=0.9)]))
+    assert r.outcome == "error" and "'category_rate' is lower-is-better" in r.message
+
+
+def test_a_ratio_over_a_zero_rate_is_undefined_not_infinite() -> None:
+    rows = [metric_row("disparity_ratio", "race", "Black / White", value=math.nan, ci=(math.nan, math.nan),
+                       n=400, flag="undefined"),
+            metric_row("category_rate", "race", "Black", value=0.05, n=400),
+            metric_row("category_rate", "race", "White", value=0.0, n=500)]
+    [r] = run(gate(type="max_disparity", category="crime", group_col="race", measure="ratio", threshold=1.25),
+              ctx(rows))
+    assert r.outcome == "insufficient" and "undefined (lowest rate 0)" in r.message
+    assert "inf" not in r.message and "--" not in r.message

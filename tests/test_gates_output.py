@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from audit.errors import EXIT_GATE_FAILED, EXIT_OK
-from audit.gates import GateResult, exit_code, summarize, verdicts, write_gates_json
+from audit.gates import GateResult, exit_code, format_interval, summarize, verdict, verdicts, write_gates_json
+from audit.gates.judge import fmt_ratio, fmt_signed
 from audit.results import FORMAT_VERSION, GATES
 
 
@@ -102,7 +103,9 @@ def test_gates_json_shape(tmp_path: Path, target: str) -> None:
     first, second = doc["results"]
     assert first["ci_low"] is None and first["ci_high"] is None  # NaN -> null, valid JSON
     assert second["judged"] == "inf" and second["blocking"] is True
-    assert set(first) == {f for f in GateResult.__dataclass_fields__} | {"blocking"}
+    assert set(first) == {f for f in GateResult.__dataclass_fields__} | {
+        "blocking", "status", "statistic_value", "fails_when"}
+    assert second["statistic_value"] == "inf" and second["status"] == "fail"
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -116,3 +119,44 @@ def test_results_are_frozen() -> None:
     with pytest.raises(AttributeError):
         r.outcome = "fail"  # type: ignore[misc]
     assert replace(r, outcome="fail").blocking
+
+
+# --------------------------------------------------------------------------- status, verdict, intervals
+
+
+def test_a_warn_gates_failing_row_shows_warn_and_never_changes_the_exit_code() -> None:
+    warn = result("fail", severity="warn", group="B")
+    assert (warn.outcome, warn.status, warn.to_dict()["status"]) == ("fail", "warn", "warn")
+    [v] = verdicts([result(severity="warn"), warn])
+    assert v.status == "warn" and v.details() == ["WARN B fail"]
+    assert exit_code([warn]) == 0
+    assert result("insufficient").status == "insufficient"
+
+
+@pytest.mark.parametrize(("rows", "text"), [
+    ([], "no gates"),
+    ([result()], "passed"),
+    ([result(), result("fail", gate_index=1, severity="warn"), result("fail", gate_index=2, severity="warn")],
+     "passed with 2 warnings"),
+    # one gate failing for two models counts once
+    ([result("fail"), result("fail", model="other"), result("fail", gate_index=1, severity="warn")],
+     "failed: 1 gate, 1 warning"),
+    ([result("fail"), result("error", gate_index=1)], "failed: 2 gates"),
+])
+def test_verdict_text(rows: list[GateResult], text: str) -> None:
+    assert verdict(rows) == text
+    assert text.startswith("failed") == (exit_code(rows) != 0) or not rows
+
+
+def test_fails_when_states_the_failing_direction() -> None:
+    assert result(statistic="upper bound of rate of crime").fails_when == "upper bound of rate of crime > threshold 0.05"
+    floor = result(op=">=", threshold=0.75, statistic="accuracy")
+    assert floor.fails_when == "accuracy < threshold 0.75"
+
+
+def test_one_interval_formatter_never_writes_double_dashes_or_inf() -> None:
+    assert format_interval(-0.162, -0.09) == "-0.162 to -0.090"
+    assert format_interval(0.04, 0.12) == "0.040 to 0.120"
+    assert format_interval(1.2, math.inf, fmt_ratio) == "1.20 to ∞"
+    assert format_interval(None, None) == ""
+    assert "--" not in format_interval(-0.5, -0.25, fmt_signed)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2_contingency, fisher_exact
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
@@ -82,7 +82,9 @@ def test_disparity_zero_minimum_and_too_few_groups() -> None:
     category = ["crime"] * 3 + ["race_gender"] * 8  # White and East Asian: rate 0
     result = _run(predictions(category), "disparity", categories=["crime", "non_human"])
     ratio = row(result, metric="disparity_ratio", category="crime", group_col="race")
-    assert ratio.flag == FLAG_UNDEFINED and math.isinf(ratio.value)
+    # No inf ratio (nor an inf band): NaN, flagged undefined.
+    assert ratio.flag == FLAG_UNDEFINED and math.isnan(ratio.value)
+    assert math.isnan(ratio.ci_low) and math.isnan(ratio.ci_high)
     assert row(result, metric="disparity_difference", category="crime", group_col="race").flag == ""
     nothing = row(result, metric="disparity_ratio", category="non_human", group_col="race")
     assert math.isnan(nothing.value) and nothing.flag == FLAG_UNDEFINED  # 0 / 0
@@ -120,9 +122,20 @@ def test_independence_test_is_scipy_chi_square_on_the_hand_table() -> None:
     assert (row(no_hits, category="crime", group_col="race")[["value", "p_value"]] == [0.0, 1.0]).all()
 
 
-def test_pairwise_test_matches_statsmodels_with_holm() -> None:
-    frame = simulated({"Black": 0.35, "White": 0.2, "East Asian": 0.15}, 40, np.random.default_rng(2))
-    result = _run(frame, "pairwise_test")
+def _expected_pairwise_p(k1: int, n1: int, k2: int, n2: int, alternative: str) -> float:
+    """Independent computation: Fisher's exact test (scipy) below 10 expected, else the z-test."""
+    n, k = n1 + n2, k1 + k2
+    if min(r * c / n for r in (n1, n2) for c in (k, n - k)) < 10:
+        return fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative=alternative).pvalue
+    sm = {"greater": "larger", "less": "smaller", "two-sided": "two-sided"}[alternative]
+    return proportions_ztest([k1, k2], [n1, n2], alternative=sm)[1]
+
+
+@pytest.mark.parametrize(("size", "alternative"), [(40, None), (40, "two-sided"), (400, None), (400, "less")])
+def test_pairwise_test_matches_statsmodels_with_holm(size: int, alternative: str | None) -> None:
+    frame = simulated({"Black": 0.35, "White": 0.2, "East Asian": 0.15}, size, np.random.default_rng(2))
+    metric: object = "pairwise_test" if alternative is None else {"name": "pairwise_test", "alternative": alternative}
+    result = _run(frame, metric)  # type: ignore[arg-type]
     rows = result[(result.category == "crime") & (result.group_col == "race")].set_index("group")
     hit = frame.top1_category == "crime"
     raw = {}
@@ -130,7 +143,7 @@ def test_pairwise_test_matches_statsmodels_with_holm() -> None:
         mask = frame.race == group
         k1, n1 = int((hit & mask).sum()), int(mask.sum())
         k2, n2 = int((hit & ~mask).sum()), int((~mask).sum())
-        raw[group] = proportions_ztest([k1, k2], [n1, n2])[1]
+        raw[group] = _expected_pairwise_p(k1, n1, k2, n2, alternative or "greater")
         assert rows.loc[group, "value"] == pytest.approx(k1 / n1 - k2 / n2)
         ci = confint_proportions_2indep(k1, n1, k2, n2, method="newcomb", compare="diff")
         assert (rows.loc[group, "ci_low"], rows.loc[group, "ci_high"]) == pytest.approx(ci)

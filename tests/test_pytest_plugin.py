@@ -75,9 +75,9 @@ def test_pass_fail_and_warn(audit_pytester: pytest.Pytester) -> None:
     assert any(line.startswith(f"FAILED audit::{MODEL}::default::max_rate[crime by race] - ") for line in lines)
     out = result.stdout.str()
     assert (f"FAIL: gate max_rate[crime by race] for model {MODEL}, variant default: 1 fail of 2 group(s); "
-            "rate of crime 0.030 (95% CI 0.020-0.045, n=400): upper bound 0.045 > 0.04 for race=Black") in out
+            "rate of crime 0.030 (95% CI 0.020 to 0.045, n=400): upper bound 0.045 > 0.04 for race=Black") in out
     assert "AuditGateWarning: warn-severity gate min_accuracy[accuracy by race] failed" in out
-    assert "accuracy 0.810 (95% CI 0.770-0.850, n=400) < 0.9 for race=Black" in out
+    assert "accuracy 0.810 (95% CI 0.770 to 0.850, n=400) < 0.9 for race=Black" in out
     assert "Traceback" not in out and "raise GateFailed" not in out
 
 
@@ -111,7 +111,8 @@ def test_junitxml_works_unchanged(audit_pytester: pytest.Pytester) -> None:
 def test_marker_and_keyword_select_gate_items(audit_pytester: pytest.Pytester) -> None:
     audit_pytester.makepyfile(test_plain="def test_a():\n    pass\n")
     run = make_run(audit_pytester.path)
-    only_gates = run_pytest(audit_pytester, "--audit-run", str(run), "-m", "audit", "--co", "-q")
+    # named test paths are collected next to the gates; -m audit keeps the gates only
+    only_gates = run_pytest(audit_pytester, "test_plain.py", "--audit-run", str(run), "-m", "audit", "--co", "-q")
     assert [line for line in only_gates.outlines if "::" in line and not line.startswith("audit::")] == []
     only_gates.stdout.fnmatch_lines(["3/4 tests collected (1 deselected)*"])
     by_keyword = run_pytest(audit_pytester, "--audit-run", str(run), "-k", "min_accuracy", "--co", "-q")
@@ -138,14 +139,14 @@ def test_audit_run_fixture_helpers(audit_pytester: pytest.Pytester) -> None:
             audit_run.assert_accuracy_above(0.8, group_col="race", judge="point")
             audit_run.assert_accuracy_above(0.8, group_col="race")
     """)
-    result = run_pytest(audit_pytester, "--audit-run", str(run), "-m", "not audit")
+    result = run_pytest(audit_pytester, "test_release.py", "--audit-run", str(run), "-m", "not audit")
     result.assert_outcomes(passed=2, failed=2, deselected=3)
     errors = [line for line in result.outlines if line.startswith("E ")]
     assert [line.split(maxsplit=1)[1] for line in errors] == [
         "AssertionError: max_rate[crime by race]: 1 of 2 group result(s) do not pass",
-        f"{MODEL} / default / fairface: FAIL rate of crime 0.030 (95% CI 0.020-0.045, n=400) > 0.025 for race=Black",
+        f"{MODEL} / default / fairface: FAIL rate of crime 0.030 (95% CI 0.020 to 0.045, n=400) > 0.025 for race=Black",
         "AssertionError: min_accuracy[accuracy by race]: 1 of 2 group result(s) do not pass",
-        f"{MODEL} / default / fairface: FAIL accuracy 0.810 (95% CI 0.770-0.850, n=400): "
+        f"{MODEL} / default / fairface: FAIL accuracy 0.810 (95% CI 0.770 to 0.850, n=400): "
         "lower bound 0.770 < 0.8 for race=Black",
     ]
     # The helper's own frames are hidden: the failure points at the test's line.
@@ -169,8 +170,37 @@ def test_audit_probe_applies_a_stricter_policy(audit_pytester: pytest.Pytester) 
 @pytest.mark.parametrize(("args", "message"), [
     (["--audit-run", "nope"], "*audit plugin: run directory not found: nope*"),
     (["--audit-probe", "policy.yaml"], "*--audit-probe needs --audit-run RUN_DIR*"),
+    (["--audit-baseline", "base"], "*--audit-baseline needs --audit-run RUN_DIR*"),
 ])
 def test_usage_errors(audit_pytester: pytest.Pytester, args: list[str], message: str) -> None:
     result = run_pytest(audit_pytester, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_from_a_project_root_only_gate_items_are_collected(audit_pytester: pytest.Pytester) -> None:
+    run = make_run(audit_pytester.path)
+    audit_pytester.mkdir("tests")
+    (audit_pytester.path / "tests" / "test_own.py").write_text("raise ImportError('never imported')\n")
+    result = run_pytest(audit_pytester, "--audit-run", str(run), "--co", "-q")
+    assert result.ret == 0
+    collected = [line for line in result.outlines if "::" in line]
+    assert collected and all(line.startswith("audit::") for line in collected)
+    # named test paths are still collected next to the gates
+    (audit_pytester.path / "tests" / "test_own.py").write_text("def test_mine(audit_run):\n    pass\n")
+    result = run_pytest(audit_pytester, "tests", "--audit-run", str(run), "--co", "-q")
+    assert "tests/test_own.py::test_mine" in result.outlines
+
+
+def test_no_regression_gate_against_a_baseline(audit_pytester: pytest.Pytester) -> None:
+    from tests.compare_fixtures import predictions
+    from tests.compare_fixtures import write_run as write_full_run
+
+    base = write_full_run(audit_pytester.path / "base", predictions("m1"), fingerprint="fp0")
+    worse = write_full_run(audit_pytester.path / "worse", predictions("m1", extra_black=0.15, model_seed=2),
+                           fingerprint="fp0")
+    result = run_pytest(audit_pytester, "--audit-run", str(worse), "--audit-baseline", str(base))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAIL: gate no_regression[[]crime by race[]]*race=Black*"])
+    result = run_pytest(audit_pytester, "--audit-run", str(base), "--audit-baseline", str(base))
+    result.assert_outcomes(passed=1)

@@ -303,7 +303,8 @@ def test_imagenet_collapse_equals_a_hand_computed_max_over_mapped_classes(
 def _accuracies(run: Run) -> pd.DataFrame:
     m = run.metrics
     acc = m[(m.metric == "accuracy") & (m.group_col == "overall")]
-    return acc.rename(columns={"value": "top1"})[["model", "dataset", "top1"]].reset_index(drop=True)
+    # with n: the interval includes the model's own sampling error over the run's images
+    return acc.rename(columns={"value": "top1"})[["model", "dataset", "top1", "n"]].reset_index(drop=True)
 
 
 @pytest.mark.parametrize("which", ["run113", "run_collapse"])

@@ -14,6 +14,7 @@ from statsmodels.stats.proportion import proportion_confint
 from audit.cli import main
 from audit.registries import MODEL_SCHEMES
 from audit.results import METRIC_COLUMNS, PREDICTION_LEAD, PREDICTION_TAIL
+from audit.results import FORMAT_VERSION
 from audit.run import RunOptions, run_probe
 from audit.spec import load_probe
 from tests.conftest import LABEL_SETS
@@ -192,7 +193,8 @@ def test_manifest_provenance(tmp_path):
     source = write_fairface_dir(tmp_path / "ff", n=20, seed=1, size=16)
     run_probe(load_probe(write_probe(tmp_path, source)), RunOptions(out=tmp_path / "run", report=False, quiet=True))
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert m["format_version"] == "1" and m["seed"] == 0
+    assert m["format_version"] == FORMAT_VERSION and m["seed"] == 0
+    assert m["scoring"] and set(m["files"]) >= {"metrics.csv", "predictions.parquet", "gates.json"}
     assert m["probe"]["resolved"]["name"] == "e2e" and len(m["probe"]["sha256"]) == 64
     assert {ls["name"] for ls in m["label_sets"]} == {"fairface_race_gender", "crime", "non_human", "child"}
     assert "a photo of a thief." in [p for row in m["prompts"]["default"]["prompts"] for p in row]

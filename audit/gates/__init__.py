@@ -11,27 +11,30 @@ from audit.gates.disparity import eval_max_disparity
 from audit.gates.evaluators import (
     eval_max_rate,
     eval_min_accuracy,
-    eval_no_significant_difference,
     eval_variant_no_increase,
     evaluate,
     evaluate_gates,
     gate_label,
     gate_labels,
 )
-from audit.gates.judge import GateContext
+from audit.gates.judge import GateContext, format_interval
+from audit.gates.significance import eval_no_significant_difference
 from audit.gates.retrieval import eval_max_retrieval_skew
 from audit.gates.robustness import eval_min_effective_robustness
 from audit.gates.result import (
     GateResult,
     GateVerdict,
     Outcome,
+    Status,
     exit_code,
     gates_document,
     summarize,
+    verdict,
     verdicts,
     write_gates_json,
 )
 from audit.gates.rundir import AuditRun, load_run, run_probe_spec
+from audit.gates.regression import eval_no_regression
 
 __all__ = [
     "AuditRun",
@@ -40,6 +43,7 @@ __all__ = [
     "GateVerdict",
     "Outcome",
     "eval_max_association",
+    "Status",
     "eval_max_disparity",
     "eval_max_recall_disparity",
     "eval_max_rate",
@@ -51,12 +55,15 @@ __all__ = [
     "evaluate",
     "evaluate_gates",
     "exit_code",
+    "format_interval",
     "gate_label",
     "gate_labels",
     "gates_document",
     "load_run",
     "run_probe_spec",
     "summarize",
+    "verdict",
     "verdicts",
     "write_gates_json",
+    "eval_no_regression",
 ]

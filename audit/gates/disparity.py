@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from audit.gates.evaluators import make_rule, scan
+from audit.gates.evaluators import make_rule, metric_op, scan
 from audit.gates.judge import INSUFFICIENT_TEXT, GateContext, Rule, fmt_rate, fmt_ratio, norm_col, num
 from audit.gates.result import GateResult
 from audit.spec.models import MaxDisparityGate
@@ -16,6 +16,10 @@ from audit.spec.models import MaxDisparityGate
 
 def eval_max_disparity(gate: MaxDisparityGate, ctx: GateContext) -> list[GateResult]:
     """The max-vs-min gap (or max/min ratio) across the groups of ``group_col`` must be <= threshold.
+
+    Direction: a gap or ratio is never negative (highest rate vs lowest), and disparity is
+    lower-is-better, so only a gap above the threshold fails. A ratio whose lowest rate is 0
+    is ``undefined (lowest rate 0)``: insufficient, never an infinite ratio.
 
     metrics.csv computes a disparity over the groups with ``n >= stats.min_n`` only, so each
     group left out (``n < min_n``) is reported as its own ``insufficient`` result: a small group
@@ -25,9 +29,11 @@ def eval_max_disparity(gate: MaxDisparityGate, ctx: GateContext) -> list[GateRes
     (then it fails, except with ``judge: lower``).
     """
     ratio = gate.measure == "ratio"
-    rule = make_rule(gate, ctx, metric=f"disparity_{gate.measure}", op="<=", threshold=gate.threshold,
-                 what=f"ratio of {gate.category} rates" if ratio else f"gap in {gate.category} rate",
-                 category=gate.category, fmt=fmt_ratio if ratio else fmt_rate)
+    rule = make_rule(gate, ctx, metric=f"disparity_{gate.measure}", op=metric_op("disparity"),
+                     threshold=gate.threshold,
+                     what=f"ratio of {gate.category} rates" if ratio else f"gap in {gate.category} rate",
+                     category=gate.category, fmt=fmt_ratio if ratio else fmt_rate,
+                     undefined="undefined (lowest rate 0); judge the difference instead" if ratio else None)
     return scan(rule, ctx, spec_metric="disparity", category=gate.category, group_col=gate.group_col,
                  judge=lambda row, nds: _judge_disparity(rule, ctx, row, nds, ratio))
 
@@ -75,8 +81,9 @@ def _small_extreme(rule: Rule, row: Mapping[str, Any], rates: pd.DataFrame, wher
     big = rates[pd.to_numeric(rates["n"], errors="coerce").ge(rule.min_n) & rates["value"].notna()]
     if len(big) >= 2 and rule.gate.judge != "lower":
         hi, lo = big.loc[big["value"].idxmax()], big.loc[big["value"].idxmin()]
-        gap = (hi["value"] / lo["value"] if lo["value"] > 0 else float("inf")) if ratio else hi["value"] - lo["value"]
-        if gap > rule.threshold:
+        # A ratio over a zero lowest rate is undefined, not infinite: no failure on it.
+        gap = (hi["value"] / lo["value"] if lo["value"] > 0 else None) if ratio else hi["value"] - lo["value"]
+        if gap is not None and gap > rule.threshold:
             msg = (f"{rule.what} {rule.fmt(gap)} (point estimate among groups with n >= {rule.min_n}) > "
                    f"{rule.condition()} between {col}={hi['group']} and {col}={lo['group']}; "
                    f"extreme group(s) below min_n: {small_txt}")

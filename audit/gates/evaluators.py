@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from audit.gates.judge import GateContext, Rule, fmt_signed, where_group
+from audit.gates.judge import Direction, GateContext, Rule, fmt_signed, where_group
 from audit.gates.result import GateResult
 from audit.spec.models import (
     base_variant,
-    GateBase, MaxRateGate, MinAccuracyGate, NoSignificantDifferenceGate, ProbeSpec, VariantNoIncreaseGate,
+    GateBase, MaxRateGate, MinAccuracyGate, ProbeSpec, VariantNoIncreaseGate,
 )
 
 
@@ -38,6 +38,7 @@ _DETAIL: dict[str, Callable[[Any], str]] = {
     "max_retrieval_skew": lambda g: f"{g.measure}@{g.k} {g.query_set} {_by(g.group_col)}",
     "max_association": lambda g: g.test,
     "max_recall_disparity": lambda g: _by(g.group_col),
+    "no_regression": lambda g: f"{g.category or g.metric} {_by(g.group_col)}",
 }
 
 
@@ -92,35 +93,48 @@ def scan(rule: Rule, ctx: GateContext, *, spec_metric: str, group_col: str, cate
     return out
 
 
+def metric_op(metric: str) -> Direction:
+    """The passing comparison for a registered metric, from its declared ``higher_is_better``:
+    ``>=`` (a floor) when higher is better, ``<=`` (a ceiling) when lower is better."""
+    from audit.registries import METRICS
+
+    return ">=" if getattr(METRICS.get(metric), "higher_is_better") else "<="
+
+
 def eval_max_rate(gate: MaxRateGate, ctx: GateContext) -> list[GateResult]:
-    """Every group's rate of ``gate.category`` must be <= threshold (judged on ``gate.judge``)."""
-    rule = make_rule(gate, ctx, metric="category_rate", what=f"rate of {gate.category}", op="<=",
-                 threshold=gate.threshold, category=gate.category)
+    """Every group's rate of ``gate.category`` must stay on the good side of the threshold:
+    category_rate is lower-is-better, so a rate above it fails (judged on ``gate.judge``)."""
+    rule = make_rule(gate, ctx, metric="category_rate", what=f"rate of {gate.category}",
+                     op=metric_op("category_rate"), threshold=gate.threshold, category=gate.category)
     return scan(rule, ctx, spec_metric="category_rate", category=gate.category, group_col=gate.group_col)
 
 
 def eval_min_accuracy(gate: MinAccuracyGate, ctx: GateContext) -> list[GateResult]:
-    """Every group's ``gate.metric`` must be >= threshold, on each listed dataset (default: all)."""
-    rule = make_rule(gate, ctx, metric=gate.metric, what=gate.metric.replace("_", " "), op=">=",
-                 threshold=gate.threshold)
+    """Every group's ``gate.metric`` must reach the floor, on each listed dataset (default: all).
+
+    A floor needs a higher-is-better metric; a lower-is-better one gives an ``error`` per model
+    and variant rather than a gate that passes for the wrong reason.
+    """
+    op = metric_op(gate.metric)
+    rule = make_rule(gate, ctx, metric=gate.metric, what=gate.metric.replace("_", " "), op=op,
+                     threshold=gate.threshold)
+    if op != ">=":
+        why = f"metric '{gate.metric}' is lower-is-better, so a minimum on it means nothing"
+        fix = "use min_accuracy with accuracy, balanced_accuracy, top5_accuracy or mean_per_class_recall"
+        return [rule.missing(m, v, why, fix, group_col=gate.group_col) for m, v in ctx.targets(gate)]
     return scan(rule, ctx, spec_metric=gate.metric, group_col=gate.group_col, datasets=gate.datasets or (None,))
 
 
-def eval_no_significant_difference(gate: NoSignificantDifferenceGate, ctx: GateContext) -> list[GateResult]:
-    """No group's rate may differ from the rest's with Holm-adjusted p < stats.alpha."""
-    alpha = ctx.stats.alpha
-    rule = make_rule(gate, ctx, metric="pairwise_test", what=f"difference in {gate.category} rate vs the rest",
-                 op=">=", threshold=alpha, category=gate.category, fmt=fmt_signed, judge_p=True,
-                 threshold_text=f"alpha {alpha:g}")
-    return scan(rule, ctx, spec_metric="pairwise_test", category=gate.category, group_col=gate.group_col)
-
-
 def eval_variant_no_increase(gate: VariantNoIncreaseGate, ctx: GateContext) -> list[GateResult]:
-    """Going from ``base`` to ``compare`` must not raise any group's rate by more than ``margin``."""
+    """Going from ``base`` to ``compare`` must not raise any group's rate by more than ``margin``.
+
+    One-sided: variant_change is lower-is-better, so only an increase above the margin fails;
+    a decrease (the compare variant flags fewer images) always passes.
+    """
     rule = make_rule(gate, ctx, metric="variant_change",
-                 what=f"change in {gate.category} rate from {gate.base} to {gate.compare}", op="<=",
-                 threshold=gate.margin, category=gate.category, fmt=fmt_signed,
-                 threshold_text=f"margin {gate.margin:g}")
+                     what=f"change in {gate.category} rate from {gate.base} to {gate.compare}",
+                     op=metric_op("variant_change"), threshold=gate.margin, category=gate.category,
+                     fmt=fmt_signed, threshold_text=f"margin {gate.margin:g}", compared_to="margin")
     run_base = base_variant(ctx.variants)
     if gate.base != run_base:
         why = (f"metrics.csv compares every variant with the run's base variant '{run_base}', "

@@ -1,7 +1,8 @@
 """What gates read (:class:`GateContext`) and how one row becomes a :class:`GateResult`.
 
 How a gate's ``judge`` (point, lower, upper) maps, per type (``judged op threshold`` must hold
-for a pass):
+for a pass; ``op`` comes from the metric's declared ``higher_is_better``: ``<=`` when lower is
+better, ``>=`` when higher is better, see :func:`audit.gates.evaluators.metric_op`):
 
 ================================  =========================  ===========================  =====
 gate                              point                      lower / upper                op
@@ -11,8 +12,14 @@ max_disparity                     disparity_<measure> value  ci_low / ci_high   
 variant_no_increase               variant_change value       ci_low / ci_high (vs margin) <=
 min_accuracy                      <metric> value             ci_low / ci_high             >=
 min_effective_robustness          effective_robustness       eff_rob_low / eff_rob_high   >=
-no_significant_difference         Holm-adjusted p-value; ``judge`` is not used (vs alpha) >=
+no_significant_difference         Holm-adjusted p-value of the ``alternative`` (vs alpha)  >=
 ================================  =========================  ===========================  =====
+
+Each result states what was compared with what (``statistic``, ``judged``, ``compared_to``,
+``threshold``) and which direction fails (``GateResult.fails_when``): a rate, gap or increase
+above its threshold; an accuracy or effective robustness below its floor; for
+``no_significant_difference`` a p-value below alpha in the gate's ``alternative`` (default
+``greater``: only a group flagged MORE than the rest fails).
 
 So ``judge: upper`` is the cautious choice for max-type gates (the whole interval must sit below
 the threshold) and ``judge: lower`` for min-type gates; the opposite bound fails only on clear
@@ -29,17 +36,17 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from audit.gates.result import GateResult, Outcome
+from audit.gates.result import FAILING_OP, GateResult, Outcome
 from audit.spec.models import GateBase, ProbeSpec, StatsSpec, split_categories
 
 Direction = Literal["<=", ">="]
-FAILING_OP = {"<=": ">", ">=": "<"}
+
 BOUND_NAMES = {"lower": "lower bound", "upper": "upper bound"}
 
-#: Why a row has no usable value, by its ``flag``.
+#: Why a row has no usable value, by its ``flag`` (a rule may say more, see ``Rule.undefined``).
 FLAG_TEXT = {
     "empty": "not defined: the group has no images",
-    "undefined": "undefined (a ratio whose lowest rate is 0, or a group with no rest to compare to)",
+    "undefined": "undefined (a group with no rest to compare to)",
     "small_n": "not computed: too few images (for a disparity, fewer than two groups with n >= min_n)",
 }
 
@@ -67,32 +74,51 @@ def num(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
+def _fmt(v: float | None, spec: str) -> str:
+    """A number in ``spec``; ``n/a`` when missing, ``∞``/``-∞`` for an unbounded interval end."""
+    if v is None:
+        return "n/a"
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    return format(v, spec)
+
+
 def fmt_rate(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+    return _fmt(v, ".3f")
 
 
 def fmt_signed(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.3f}"
+    return _fmt(v, "+.3f")
 
 
 def fmt_ratio(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
+    return _fmt(v, ".2f")
 
 
 def fmt_points(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.2f}"
+    return _fmt(v, "+.2f")
 
 
 def fmt_p(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2g}"
+    return _fmt(v, ".2g")
+
+
+def format_interval(low: float | None, high: float | None,
+                    fmt: Callable[[float | None], str] = fmt_rate) -> str:
+    """THE interval formatter (reports, model card and console import it): ``-0.162 to -0.090``.
+
+    Always ``a to b``, never ``a-b``, so negative bounds cannot read as ``-0.162--0.090``;
+    ``''`` when both bounds are missing. Infinite bounds read ``∞``, never ``inf``.
+    """
+    if low is None and high is None:
+        return ""
+    return f"{fmt(low)} to {fmt(high)}"
 
 
 def fmt_interval(lo: float | None, hi: float | None, fmt: Callable[[float | None], str], level: float) -> str:
-    if lo is None and hi is None:
-        return ""
-    a, b = fmt(lo), fmt(hi)
-    sep = " to " if a.startswith(("-", "+")) or b.startswith(("-", "+")) else "-"
-    return f"{level * 100:g}% CI {a}{sep}{b}"
+    """``95% CI 0.040 to 0.120`` (see :func:`format_interval`)."""
+    interval = format_interval(lo, hi, fmt)
+    return f"{level * 100:g}% CI {interval}" if interval else ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,6 +226,19 @@ class Rule:
     fmt: Callable[[float | None], str] = fmt_rate
     judge_p: bool = False
     threshold_text: str | None = None
+    #: What the threshold is: ``threshold``, ``alpha`` (p-values) or ``margin``.
+    compared_to: str = "threshold"
+    #: Direction of a test (``no_significant_difference``); None for other gates.
+    alternative: str | None = None
+    #: Why an ``undefined`` row has no value, e.g. ``undefined (lowest rate 0)`` for a ratio.
+    undefined: str | None = None
+
+    def statistic(self) -> str:
+        """What ``judged`` is: ``upper bound of rate of crime``, ``Holm-adjusted p-value``."""
+        if self.judge_p:
+            return "Holm-adjusted p-value"
+        how = self.gate.judge
+        return self.what if how == "point" else f"{BOUND_NAMES[how]} of {self.what}"
 
     def base(self, row: Mapping[str, Any]) -> dict[str, Any]:
         g = self.gate
@@ -209,7 +248,8 @@ class Rule:
             dataset=str(row.get("dataset", "")), group_col=norm_col(row.get("group_col", "overall")),
             group=str(row.get("group", "all")), metric=self.metric, category=self.category,
             judge="p_value" if self.judge_p else g.judge, op=self.op, threshold=self.threshold,
-            min_n=self.min_n, insufficient=g.insufficient,
+            min_n=self.min_n, insufficient=g.insufficient, statistic=self.statistic(),
+            compared_to=self.compared_to, alternative=self.alternative,
         )
 
     def result(self, row: Mapping[str, Any], outcome: Outcome, message: str, *,
@@ -228,7 +268,7 @@ class Rule:
         return self.result(row, "error", msg)
 
     def measured(self, row: Mapping[str, Any], n: int | None) -> str:
-        """``rate of crime 0.081 (95% CI 0.040-0.120, n=412)``."""
+        """``rate of crime 0.081 (95% CI 0.040 to 0.120, n=412)``."""
         inside = [fmt_interval(num(row.get("ci_low")), num(row.get("ci_high")), self.fmt, self.ci_level)]
         if n is not None:
             inside.append(f"n={n}")
@@ -252,7 +292,8 @@ class Rule:
             return self.result(row, "insufficient", msg, n=n_int)
         flag = str(row.get("flag", "") or "")
         if num(row.get("value")) is None or flag in ("empty", "undefined"):
-            why = FLAG_TEXT.get(flag, f"missing (flag {flag!r})" if flag else "missing")
+            why = (self.undefined if flag == "undefined" and self.undefined
+                   else FLAG_TEXT.get(flag, f"missing (flag {flag!r})" if flag else "missing"))
             msg = f"insufficient data {where}: {self.what} is {why}; {policy}"
             return self.result(row, "insufficient", msg, n=n_int)
         return self.decide(row, where, measured, n_int, note)

@@ -17,6 +17,10 @@ from audit.errors import EXIT_GATE_FAILED, EXIT_OK
 from audit.results import FORMAT_VERSION, GATES, write_json
 
 Outcome = Literal["pass", "fail", "insufficient", "error"]
+#: An outcome as shown to people: ``warn`` for a failed row of a warn-severity gate.
+Status = Literal["pass", "fail", "warn", "insufficient", "error"]
+#: The comparison that fails, for each passing comparison.
+FAILING_OP = {"<=": ">", ">=": "<"}
 #: Worst first: the outcome a verdict shows is the worst of its groups'.
 OUTCOME_ORDER: tuple[Outcome, ...] = ("fail", "error", "insufficient", "pass")
 
@@ -54,6 +58,14 @@ class GateResult:
     min_n: int | None = field(metadata={"doc": "Smallest n judged (gate.min_n or stats.min_n)."})
     insufficient: Literal["fail", "pass"] = field(metadata={"doc": "Gate policy for small n."})
     message: str = field(metadata={"doc": "One line: what, value, interval, threshold, group."})
+    statistic: str = field(default="", metadata={
+        "doc": "What judged is, e.g. 'upper bound of rate of crime', 'Holm-adjusted p-value'."})
+    compared_to: str = field(default="threshold", metadata={
+        "doc": "What threshold is: 'threshold', 'alpha' (a p-value) or 'margin'."})
+    alternative: str | None = field(default=None, metadata={
+        "doc": "Direction of a test: greater, less or two-sided (None for non-test gates)."})
+    test: str | None = field(default=None, metadata={
+        "doc": "Which test produced p_value, e.g. \"Fisher's exact test\" or 'z-test'."})
 
     @property
     def blocking(self) -> bool:
@@ -61,6 +73,21 @@ class GateResult:
         if self.outcome == "insufficient":
             return self.insufficient == "fail"
         return self.outcome in ("fail", "error")
+
+    @property
+    def status(self) -> Status:
+        """The outcome as shown: a failed row of a ``warn`` gate is ``warn``, not ``fail``."""
+        return "warn" if self.outcome == "fail" and self.severity == "warn" else self.outcome
+
+    @property
+    def statistic_value(self) -> float | None:
+        """The number compared with ``threshold`` (the same as ``judged``)."""
+        return self.judged
+
+    @property
+    def fails_when(self) -> str:
+        """Which direction fails: ``upper bound of rate of crime > 0.05``."""
+        return f"{self.statistic or self.metric} {FAILING_OP[self.op]} {self.compared_to} {self.threshold:g}"
 
     @property
     def where(self) -> str:
@@ -71,10 +98,11 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.update(blocking=self.blocking, status=self.status, statistic_value=self.statistic_value,
+                 fails_when=self.fails_when)
         for key, v in d.items():
             if isinstance(v, float) and not math.isfinite(v):
                 d[key] = None if math.isnan(v) else str(v)
-        d["blocking"] = self.blocking
         return d
 
 
@@ -139,7 +167,7 @@ class GateVerdict:
         """One line per group that did not pass, worst first."""
         bad = [r for r in self.results if r.outcome != "pass"]
         bad.sort(key=lambda r: OUTCOME_ORDER.index(r.outcome))
-        return [f"{r.outcome.upper()} {r.message}" for r in bad]
+        return [f"{r.status.upper()} {r.message}" for r in bad]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,3 +241,25 @@ def write_gates_json(run_dir: str | Path, results: Sequence[GateResult]) -> Path
         path = path / GATES
     write_json(path, gates_document(results))
     return path
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def verdict(results: Sequence[GateResult]) -> str:
+    """THE overall verdict line for report, model card and console.
+
+    ``passed``, ``passed with N warnings``, or ``failed: N gates`` (plus ``, N warnings``);
+    a gate counts once however many models and variants it judged. ``no gates`` when nothing
+    was judged. Consistent with :func:`exit_code`: ``failed`` exactly when it is non-zero.
+    """
+    if not results:
+        return "no gates"
+    vs = verdicts(results)
+    failed = {v.gate_index for v in vs if v.status == "fail"}
+    warned = {v.gate_index for v in vs if v.status == "warn"} - failed
+    warnings = f"{_plural(len(warned), 'warning')}" if warned else ""
+    if failed:
+        return f"failed: {_plural(len(failed), 'gate')}" + (f", {warnings}" if warnings else "")
+    return f"passed with {warnings}" if warnings else "passed"

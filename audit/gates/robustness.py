@@ -21,11 +21,17 @@ ROBUSTNESS_REQUIRED = ("model", "dataset", "effective_robustness")
 def eval_min_effective_robustness(gate: MinEffectiveRobustnessGate, ctx: GateContext) -> list[GateResult]:
     """Effective robustness (accuracy points above the baseline fit) on ``gate.shift`` >= threshold.
 
+    Effective robustness is higher-is-better: only a value (or bound) below the floor fails.
+    Its bounds (``eff_rob_low``/``eff_rob_high``) include the model's own sampling error as
+    well as the baseline fit's (:func:`audit.robustness.effective.effective_robustness`), so
+    ``judge: lower`` fails a model whose test sets are too small to show the floor is met.
+
     robustness.csv carries no n unless it has an ``n`` column, so min_n applies only then. Without
     a ``variant`` column its rows stand for the run's first variant.
     """
     rule = make_rule(gate, ctx, metric="effective_robustness", what=f"effective robustness on {gate.shift}",
-                 op=">=", threshold=gate.threshold, fmt=fmt_points, threshold_text=f"{gate.threshold:+g} points")
+                     op=">=", threshold=gate.threshold, fmt=fmt_points,
+                     threshold_text=f"{gate.threshold:+g} points")
     df = ctx.robustness
     has_variant = df is not None and "variant" in df
     variants = None if has_variant else (base_variant(ctx.variants),)

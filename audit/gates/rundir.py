@@ -10,24 +10,25 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
-from audit.errors import DataError, UserError
+from audit.errors import UserError
 from audit.gates.evaluators import evaluate, gate_label
 from audit.gates.judge import GateContext
 from audit.gates.result import GateResult, GateVerdict, exit_code, verdicts
-from audit.results import (
-    MANIFEST, METRIC_COLUMNS, METRICS, ROBUSTNESS, check_run_dir, read_manifest, read_metrics, read_predictions,
-)
+from audit.results import MANIFEST, METRICS, Manifest, RunDir, read_run
 from audit.spec.models import GateBase, GateSpec, Judge, ProbeSpec
 
 _GATE_ADAPTER: TypeAdapter[Any] = TypeAdapter(GateSpec)
 
 
-def run_probe_spec(run_dir: Path, manifest: Mapping[str, Any]) -> ProbeSpec:
-    """The probe a run was made with, from ``manifest["probe"]["resolved"]``."""
+def run_probe_spec(run_dir: Path, manifest: Manifest | Mapping[str, Any]) -> ProbeSpec:
+    """The probe a run was made with, from ``manifest.probe.resolved``."""
     from audit.spec.load import parse
 
-    probe = manifest.get("probe")
-    resolved = probe.get("resolved") if isinstance(probe, Mapping) else None
+    if isinstance(manifest, Manifest):
+        resolved = manifest.probe.resolved
+    else:
+        probe = manifest.get("probe")
+        resolved = probe.get("resolved") if isinstance(probe, Mapping) else None
     if not isinstance(resolved, dict):
         raise UserError(
             f"{run_dir / MANIFEST} has no resolved probe (manifest key probe.resolved)",
@@ -36,63 +37,43 @@ def run_probe_spec(run_dir: Path, manifest: Mapping[str, Any]) -> ProbeSpec:
     return parse(ProbeSpec, resolved, run_dir / MANIFEST, "resolved probe (probe.resolved)")
 
 
-def _read_metrics(run_dir: Path) -> pd.DataFrame:
-    try:
-        df = read_metrics(run_dir)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"cannot read {run_dir / METRICS}: {exc}", fix="re-run the probe") from None
-    lacking = [c for c in METRIC_COLUMNS if c not in df]
-    if lacking:
-        raise DataError(
-            f"{run_dir / METRICS} lacks column(s) {', '.join(lacking)}",
-            fix="re-run the probe with this version of audit (expected columns: " + ", ".join(METRIC_COLUMNS) + ")",
-        )
-    return df
-
-
-def _read_robustness(run_dir: Path) -> pd.DataFrame | None:
-    path = run_dir / ROBUSTNESS
-    if not path.exists():
-        return None
-    try:
-        return pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", fix="re-run the probe") from None
-
-
 class AuditRun:
     """A run directory plus the policy that judges it.
 
     Attributes:
         run_dir: The directory a run wrote (``runs/<probe>/<timestamp>``).
-        manifest: ``manifest.json`` as a dict.
+        rundir: The run as read by :func:`audit.results.read_run` (typed manifest, lazy tables).
+        manifest: ``manifest.json`` as JSON data.
         run_spec: The probe the run was made with.
         probe: The policy: the run's own probe, or the one given with ``--probe``.
         metrics: ``metrics.csv``.
         robustness: ``robustness.csv``, or None when the run has none.
     """
 
-    def __init__(self, run_dir: Path, manifest: dict[str, Any], run_spec: ProbeSpec, probe: ProbeSpec,
-                 metrics: pd.DataFrame, robustness: pd.DataFrame | None, probe_path: Path | None = None) -> None:
-        self.run_dir = run_dir
-        self.manifest = manifest
+    def __init__(self, rundir: RunDir, run_spec: ProbeSpec, probe: ProbeSpec, probe_path: Path | None = None,
+                 baseline: RunDir | None = None) -> None:
+        self.rundir = rundir
+        self.run_dir = rundir.path
+        self.manifest = rundir.manifest_dict
         self.run_spec = run_spec
         self.probe = probe
         self.probe_path = probe_path
-        self.metrics = metrics
-        self.robustness = robustness
+        self.metrics = rundir.metrics
+        self.robustness = rundir.robustness
+        self.baseline = baseline
 
     @classmethod
-    def load(cls, run_dir: str | Path, probe_path: str | Path | None = None) -> AuditRun:
+    def load(cls, run_dir: str | Path, probe_path: str | Path | None = None, *,
+             baseline: str | Path | None = None) -> AuditRun:
         """Read a run directory; raise :class:`UserError` when it is not one.
 
         Args:
             run_dir: The run directory.
             probe_path: A probe whose gates and stats replace the run's own (a stricter policy).
+            baseline: A previous run directory, for ``no_regression`` gates.
         """
-        run_dir = check_run_dir(Path(run_dir), METRICS)
-        manifest = read_manifest(run_dir)
-        run_spec = run_probe_spec(run_dir, manifest)
+        rundir = read_run(run_dir, METRICS)
+        run_spec = run_probe_spec(rundir.path, rundir.manifest)
         probe = run_spec
         if probe_path is not None:
             from audit.spec.load import load_probe
@@ -100,22 +81,39 @@ class AuditRun:
             # Names were checked when the run was made; here only the gates matter, and checking
             # adapters would import them.
             probe = load_probe(probe_path, check_names=False).spec
-        return cls(run_dir, manifest, run_spec, probe, _read_metrics(run_dir), _read_robustness(run_dir),
-                   Path(probe_path) if probe_path is not None else None)
+        base = read_run(baseline, METRICS) if baseline is not None else None
+        return cls(rundir, run_spec, probe, Path(probe_path) if probe_path is not None else None, base)
 
-    @cached_property
+    @property
     def predictions(self) -> pd.DataFrame:
         """``predictions.parquet`` (read on first use)."""
-        return read_predictions(self.run_dir)
+        return self.rundir.predictions
 
     @cached_property
     def context(self) -> GateContext:
         return GateContext.from_probe(self.probe, self.metrics, self.robustness, run_spec=self.run_spec)
 
     @cached_property
+    def comparison(self) -> pd.DataFrame | None:
+        """The comparison of this run with ``baseline`` (comparison.csv rows), or None without one."""
+        if self.baseline is None:
+            return None
+        from audit.compare import compare_runs
+
+        return compare_runs(self.baseline, self.rundir, stats=self.probe.stats)
+
+    def _evaluate(self, gates: list[GateBase]) -> list[GateResult]:
+        if self.baseline is None:
+            return evaluate(gates, self.context)
+        from audit.gates.regression import baseline_comparison
+
+        with baseline_comparison(lambda: self.comparison):  # type: ignore[arg-type,return-value]
+            return evaluate(gates, self.context)
+
+    @cached_property
     def results(self) -> list[GateResult]:
         """The policy's gates judged on this run, one result per gate x model x variant x group."""
-        return evaluate(self.probe.gates, self.context)
+        return self._evaluate(list(self.probe.gates))
 
     @property
     def verdicts(self) -> list[GateVerdict]:
@@ -129,7 +127,7 @@ class AuditRun:
 
     def evaluate_gate(self, gate: GateBase | Mapping[str, Any]) -> list[GateResult]:
         """Judge one gate, given as a spec model or as the dict a probe would hold."""
-        return evaluate([_as_gate(gate)], self.context)
+        return self._evaluate([_as_gate(gate)])
 
     def assert_gate(self, gate: GateBase | Mapping[str, Any]) -> list[GateResult]:
         """Raise AssertionError listing every group that blocks ``gate``; return all results.
@@ -138,7 +136,7 @@ class AuditRun:
         """
         __tracebackhide__ = True  # pytest shows the caller's line, not this helper
         gate = _as_gate(gate)
-        results = evaluate([gate], self.context)
+        results = self._evaluate([gate])
         blocking = [r for r in results if r.blocking]
         if blocking:
             head = f"{gate_label(gate)}: {len(blocking)} of {len(results)} group result(s) do not pass"

@@ -29,7 +29,7 @@ from audit.metrics.base import (
 )
 from audit.metrics.breakdown import ALL, OVERALL, SEP, Grouping, Split, groupings, splits
 from audit.metrics.fairness import moved_labels, paired_variants
-from audit.spec.models import DatasetSpec, MetricSpec, ProbeSpec
+from audit.spec.models import DEFAULT_ALTERNATIVE, DatasetSpec, MetricSpec, ProbeSpec
 
 __all__ = [
     "ALL", "OVERALL", "SEP", "Grouping", "MetricDef", "MetricInput", "MetricRow", "PairedCounts",
@@ -83,6 +83,7 @@ def compute_metrics(
             stats=spec.stats,
             variants=tuple(spec.variants),
             rng=_metric_rng(root, spec, i),
+            alternative=mspec.alternative or DEFAULT_ALTERNATIVE,
         )
         rows += metric.compute(inp)
     return rows_to_frame(rows)

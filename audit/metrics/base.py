@@ -17,7 +17,9 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 from audit.results import FLAG_EMPTY, FLAG_SMALL_N, METRIC_COLUMNS
-from audit.spec.models import DEFAULT_BASE_VARIANT, DatasetSpec, StatsSpec, base_variant
+from audit.spec.models import (
+    DEFAULT_ALTERNATIVE, DEFAULT_BASE_VARIANT, Alternative, DatasetSpec, StatsSpec, base_variant,
+)
 
 NAN = math.nan
 #: McNemar uses the exact binomial test below this many discordant pairs (the usual rule).
@@ -184,6 +186,7 @@ class MetricInput:
         stats: Confidence level, ``min_n`` and bootstrap size.
         variants: Declared variant names, in order.
         rng: The only source of randomness (bootstrap resamples).
+        alternative: Direction of group-vs-rest tests (``pairwise_test``'s ``alternative``).
     """
 
     predictions: pd.DataFrame
@@ -193,6 +196,7 @@ class MetricInput:
     stats: StatsSpec
     variants: tuple[str, ...]
     rng: np.random.Generator
+    alternative: Alternative = DEFAULT_ALTERNATIVE
 
 
 @dataclass(frozen=True)

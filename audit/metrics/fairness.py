@@ -9,13 +9,10 @@ statsmodels/scipy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from audit.metrics.base import (
     NAN,
@@ -31,9 +28,10 @@ from audit.metrics.base import (
     require_columns,
     size_flag,
 )
+from audit.metrics.pairwise import group_tests
 from audit.metrics.breakdown import Grouping, Split, plan, proportion_rows, splits
 from audit.results import FLAG_SMALL_N, FLAG_UNDEFINED
-from audit.spec.models import StatsSpec, split_categories
+from audit.spec.models import DEFAULT_ALTERNATIVE, Alternative, StatsSpec, split_categories
 
 CATEGORY = "top1_category"
 DISPARITY_RATIO = "disparity_ratio"
@@ -97,7 +95,7 @@ def disparity_rows(split: Split, counts: Counts, category: str, stats: StatsSpec
     Intervals are percentile bootstraps stratified by group: each group's flagged count is
     redrawn as Binomial(n_g, rate_g), which is exactly what resampling its rows with
     replacement does to a 0/1 outcome. A zero lowest rate makes the ratio ``undefined``
-    (inf, or NaN when every rate is zero); fewer than two groups reaching ``min_n`` gives NaN
+    (value and interval NaN); fewer than two groups reaching ``min_n`` gives NaN
     flagged ``small_n``.
     """
     eligible = [(g, p) for g, p in counts if p.n >= stats.min_n]
@@ -117,10 +115,13 @@ def disparity_rows(split: Split, counts: Counts, category: str, stats: StatsSpec
     with np.errstate(divide="ignore", invalid="ignore"):
         boot_ratio = boot_max / boot_min
         ratio = float(rates[hi] / rates[lo])
+    # A zero lowest rate leaves the ratio undefined: NaN, flagged, never inf (nor an inf band).
+    undefined = bool(rates[lo] == 0)
     return [
-        split.row(metric=DISPARITY_RATIO, category=category, group=group, n=n, value=ratio,
-                  ci=percentile_interval(boot_ratio, stats.alpha),
-                  flag=FLAG_UNDEFINED if rates[lo] == 0 else ""),
+        split.row(metric=DISPARITY_RATIO, category=category, group=group, n=n,
+                  value=NAN if undefined else ratio,
+                  ci=(NAN, NAN) if undefined else percentile_interval(boot_ratio, stats.alpha),
+                  flag=FLAG_UNDEFINED if undefined else ""),
         split.row(metric=DISPARITY_DIFFERENCE, category=category, group=group, n=n,
                   value=float(rates[hi] - rates[lo]),
                   ci=percentile_interval(boot_max - boot_min, stats.alpha)),
@@ -170,40 +171,18 @@ def _independence_test(inp: MetricInput) -> list[MetricRow]:
     ]
 
 
-def pairwise_rows(split: Split, counts: Counts, category: str, stats: StatsSpec) -> list[MetricRow]:
-    """Each group against the rest of the split: rate difference, Newcombe interval, z-test.
+def pairwise_rows(split: Split, counts: Counts, category: str, stats: StatsSpec,
+                  alternative: Alternative = DEFAULT_ALTERNATIVE) -> list[MetricRow]:
+    """Each group against the rest of the split (:func:`audit.metrics.pairwise.group_tests`).
 
-    p-values are Holm-adjusted across the tested groups of the column. Groups with no rows are
-    flagged ``empty``; a group that is the whole population has no rest (``undefined``).
+    ``value`` is the rate difference with its Newcombe interval; ``p_value`` the Holm-adjusted
+    p-value under ``alternative`` (z-test, or Fisher's exact test where counts are small).
     """
-    total_k, total_n = sum(p.k for _, p in counts), sum(p.n for _, p in counts)
-    rows, raw_p = [], {}
-    for i, (group, p) in enumerate(counts):
-        rest = Proportion(total_k - p.k, total_n - p.n)
-        value, ci, flag = NAN, (NAN, NAN), size_flag(p.n, stats.min_n)
-        if p.n > 0 and rest.n == 0:
-            flag = FLAG_UNDEFINED
-        elif p.n > 0:
-            value = p.rate - rest.rate
-            low, high = confint_proportions_2indep(p.k, p.n, rest.k, rest.n, method="newcomb",
-                                                   compare="diff", alpha=stats.alpha)
-            ci = (float(low), float(high))
-            raw_p[i] = _two_proportion_p(p, rest)
-        rows.append(split.row(metric="pairwise_test", category=category, group=group, n=p.n,
-                              value=value, ci=ci, flag=flag))
-    if raw_p:
-        adjusted = multipletests(list(raw_p.values()), method="holm")[1]
-        for i, p_adj in zip(raw_p, adjusted):
-            rows[i] = replace(rows[i], p_value=float(p_adj))
-    return rows
-
-
-def _two_proportion_p(a: Proportion, b: Proportion) -> float:
-    # With no flagged image (or only flagged ones) on both sides the z statistic is 0/0; the
-    # data show no difference at all, so p = 1 (as Fisher's exact test gives).
-    if a.k + b.k in (0, a.n + b.n):
-        return 1.0
-    return float(proportions_ztest([a.k, b.k], [a.n, b.n])[1])
+    return [
+        split.row(metric="pairwise_test", category=category, group=t.group, n=t.n, value=t.difference,
+                  ci=t.ci, p_value=t.p_adjusted, flag=t.flag)
+        for t in group_tests(counts, stats, alternative)
+    ]
 
 
 def _pairwise_test(inp: MetricInput) -> list[MetricRow]:
@@ -212,7 +191,7 @@ def _pairwise_test(inp: MetricInput) -> list[MetricRow]:
         row
         for split in splits(inp.predictions, plan(inp.datasets, overall=False))
         for cat in inp.categories
-        for row in pairwise_rows(split, flag_counts(split, cat), cat, inp.stats)
+        for row in pairwise_rows(split, flag_counts(split, cat), cat, inp.stats, inp.alternative)
     ]
 
 
@@ -305,7 +284,8 @@ INDEPENDENCE_TEST = _fairness_metric(
     "Pearson chi-square statistic of group x flagged, with its p-value.")
 PAIRWISE_TEST = _fairness_metric(
     "pairwise_test", _pairwise_test,
-    "Rate of each group minus the rest: Newcombe interval, two-proportion z-test, Holm-adjusted p.")
+    "Rate of each group minus the rest: Newcombe interval; Holm-adjusted p of a one-sided "
+    "(default: group above the rest) or two-sided z-test, Fisher's exact test where counts are small.")
 VARIANT_CHANGE = _fairness_metric(
     "variant_change", _variant_change,
     "Change in category rate from the base variant on the same images: Newcombe paired "

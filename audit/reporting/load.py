@@ -7,7 +7,6 @@ published reference values come from :mod:`audit.reference` when it is installed
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,20 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from audit.errors import DataError
-from audit.results import (
-    GATES,
-    METRIC_COLUMNS,
-    METRICS,
-    ROBUSTNESS,
-    check_run_dir,
-    read_manifest,
-    read_metrics,
-)
-
-#: Columns of robustness.csv the report needs (the rest are shown when present).
-ROBUSTNESS_COLUMNS = ("model", "dataset", "top1", "effective_robustness")
-NUMERIC_METRIC_COLUMNS = ("n", "value", "ci_low", "ci_high", "p_value")
+from audit.results import METRICS, NUMERIC_METRIC_COLUMNS, RunDir, read_run
 
 #: Accuracy-type metrics, in the order tables show them.
 ACCURACY_METRICS = ("accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall")
@@ -51,6 +37,7 @@ class RunData:
     metrics: pd.DataFrame
     gates: dict[str, Any] | None
     robustness: pd.DataFrame | None
+    source: RunDir | None = None
 
     @property
     def probe(self) -> dict[str, Any]:
@@ -122,80 +109,27 @@ class RunData:
         return len(races & {"East Asian", "Indian", "Black", "White", "Middle Eastern"}) >= 4
 
 
-def _coerce_metrics(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    missing = [c for c in METRIC_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{path} is not a metrics table: missing columns {', '.join(missing)}",
-            fix="re-run the probe to rewrite it (metrics.csv must have the columns "
-                f"{', '.join(METRIC_COLUMNS)})",
-        )
-    df = df.copy()
-    for col in NUMERIC_METRIC_COLUMNS:
-        numbers = pd.to_numeric(df[col], errors="coerce")
-        bad = numbers.isna() & df[col].notna()
-        if bad.any():
-            row = int(bad.idxmax()) + 2  # header is line 1
-            raise DataError(
-                f"{path} line {row}: column '{col}' holds {df[col][bad].iloc[0]!r}, not a number",
-                fix="re-run the probe to rewrite metrics.csv",
-            )
-        df[col] = numbers
-    return df
-
-
 def read_gates(run_dir: Path) -> dict[str, Any] | None:
-    """``gates.json`` as a dict, or None when the run wrote none."""
-    path = Path(run_dir) / GATES
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", fix="re-run the probe") from None
-    if not isinstance(data, dict) or not isinstance(data.get("results", []), list):
-        raise DataError(f"{path} has no 'results' list", fix="re-run the probe")
-    return data
+    """``gates.json`` as validated JSON data, or None when the run wrote none."""
+    return read_run(run_dir).gates_raw
 
 
 def read_robustness(run_dir: Path) -> pd.DataFrame | None:
     """``robustness.csv``, or None when the run computed no effective robustness."""
-    path = Path(run_dir) / ROBUSTNESS
-    if not path.exists():
-        return None
-    try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", fix="re-run the probe") from None
-    missing = [c for c in ROBUSTNESS_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path} lacks columns {', '.join(missing)}", fix="re-run the probe")
-    for col in ("model", "dataset", "note"):
-        if col in df:
-            df[col] = df[col].fillna("").astype(str)
-    return df
+    return read_run(run_dir).robustness
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    """Read a run directory's manifest, metrics, gates and robustness table.
+    """Read a run directory's manifest, metrics, gates and robustness table through
+    :func:`audit.results.read_run`.
 
     Raises:
         UserError: the directory or its manifest/metrics is missing.
         DataError: a file is there but unreadable or malformed.
     """
-    run_dir = check_run_dir(Path(run_dir), METRICS)
-    path = run_dir / METRICS
-    try:
-        metrics = read_metrics(run_dir)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", fix="re-run the probe") from None
-    return RunData(
-        run_dir=run_dir,
-        manifest=read_manifest(run_dir),
-        metrics=_coerce_metrics(metrics, path),
-        gates=read_gates(run_dir),
-        robustness=read_robustness(run_dir),
-    )
+    run = read_run(run_dir, METRICS)
+    return RunData(run_dir=run.path, manifest=run.manifest_dict, metrics=run.metrics, gates=run.gates_raw,
+                   robustness=run.robustness, source=run)
 
 
 # --------------------------------------------------------------------------- reference values

@@ -20,7 +20,8 @@ def run_table(run: RunData) -> pd.DataFrame:
         ("results format", m.get("format_version", "")),
         ("git commit", m.get("git_commit") or "not recorded (not a git checkout)"),
         ("seed", m.get("seed", "")),
-        ("scoring", m.get("scoring", "")),
+        ("scoring", m.get("scoring") or "; ".join(dict.fromkeys(
+            str(x["scoring"]) for x in m.get("models", []) if x.get("scoring"))) or "not recorded"),
     ]
     return pd.DataFrame(facts, columns=["what", "value"]).astype(str)
 

@@ -8,9 +8,11 @@ For a model with ImageNet top-1 ``x`` and shift top-1 ``y``, and the shift's bas
 * ``effective_robustness = 100 * (y - f(x))`` -- points above (below) that line;
 * ``relative_robustness = 100 * (y - x)`` -- points gained (lost) from ImageNet to the shift.
 
-The band on effective robustness comes from refitting the line on resampled baseline models;
-it does not include the sampling noise of the model's own test sets (see
-:func:`audit.robustness.compare.compare_models` for that).
+The interval on effective robustness (``eff_rob_low``/``eff_rob_high``) combines refitting the
+line on resampled baseline models with the model's own sampling error (its top-1s redrawn from
+the number of images behind them); ``eff_rob_baseline_low``/``_high`` keep the baseline-only
+band (the testbed's). A gate judged on a bound of effective robustness is therefore as honest
+as the test-set size allows.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ import pandas as pd
 
 from audit.errors import Problem, UserError
 from audit.robustness.fit import (
-    LEVEL, LOW_R, NOTE_EXTRAPOLATED, Fit, fit_baseline, make_rng, percentile_band,
+    LEVEL, LOW_R, NOTE_EXTRAPOLATED, Fit, clip_fraction, expit, fit_baseline, logit, make_rng,
+    percentile_band,
 )
 from audit.robustness.tables import (
     DATASETS, IMAGENET, ROBUSTNESS_COLUMNS, SHIFTS, resolve_baseline, validate_rows,
 )
 
 METRIC_INPUT_COLUMNS = ("dataset", "model", "metric", "group_col", "value")
+NOTE_NO_N = ("the interval covers the baseline fit only: the table gives no n for this model's "
+             "top-1, so its own sampling error is not included")
 
 
 def row_notes(fit: Fit, imagenet_top1: float, low_r: float = LOW_R) -> list[str]:
@@ -48,7 +53,8 @@ def effective_robustness(rows_df: pd.DataFrame, baseline_df: pd.DataFrame | None
 
     Args:
         rows_df: long table ``model, dataset, top1`` (fractions), one row per model and
-            dataset; every model needs an ``imagenet`` row.
+            dataset; every model needs an ``imagenet`` row. An optional ``n`` column (images
+            behind each top-1) puts the model's own sampling error into the interval.
         baseline_df: wide or long baseline table (see :func:`validate_baseline`); None for the
             shipped imagenet-testbed standard models.
         n_bootstrap: resamples of the baseline models for the band (0: no band, NaN).
@@ -60,7 +66,9 @@ def effective_robustness(rows_df: pd.DataFrame, baseline_df: pd.DataFrame | None
         One row per model x shift, columns :data:`ROBUSTNESS_COLUMNS`: ``model, dataset, top1,
         baseline_top1, effective_robustness, relative_robustness`` (top1 and baseline_top1 as
         fractions, the robustness columns in accuracy points), then ``imagenet_top1``,
-        ``eff_rob_low``, ``eff_rob_high`` (points; percentile band over baseline resamples),
+        ``eff_rob_low``, ``eff_rob_high`` (points; percentile interval over baseline resamples
+        and the model's own redrawn top-1s), ``eff_rob_baseline_low``, ``eff_rob_baseline_high``
+        (points; baseline resamples only),
         ``fit_slope``, ``fit_intercept``, ``fit_r``, ``fit_n`` and ``note`` (empty, or
         sentences flagging a low fit r or an extrapolated fit). Models in input order,
         shifts in :data:`SHIFTS` order.
@@ -70,6 +78,7 @@ def effective_robustness(rows_df: pd.DataFrame, baseline_df: pd.DataFrame | None
             baseline has no numbers for.
     """
     rows = validate_rows(rows_df)
+    sizes = _sizes(rows_df)
     wide = resolve_baseline(baseline_df)
     gen = make_rng(rng)
     imagenet = rows[rows["dataset"] == IMAGENET].set_index("model")["top1"]
@@ -79,20 +88,23 @@ def effective_robustness(rows_df: pd.DataFrame, baseline_df: pd.DataFrame | None
         if sub.empty:
             continue
         fit = fit_baseline(wide, shift)
-        x = imagenet.loc[sub["model"]].to_numpy(float)
+        models = sub["model"].to_numpy()
+        x = imagenet.loc[models].to_numpy(float)
         y = sub["top1"].to_numpy(float)
         pred = fit.predict(x)
-        if n_bootstrap > 0:
-            low, high = percentile_band(fit.bootstrap_predictions(x, n_bootstrap, gen), level)
-        else:
-            low = high = np.full(len(x), np.nan)
+        n_x = np.array([sizes.get((m, IMAGENET), np.nan) for m in models], dtype=float)
+        n_y = np.array([sizes.get((m, shift), np.nan) for m in models], dtype=float)
+        band = _bands(fit, x, y, n_x, n_y, n_bootstrap, gen, level)
+        notes = [row_notes(fit, xi, low_r) for xi in x]
+        if sizes and n_bootstrap > 0:  # a table with n, but not for this row: say so
+            for i in np.flatnonzero(np.isnan(n_x) | np.isnan(n_y)):
+                notes[i].append(NOTE_NO_N)
         parts.append(pd.DataFrame({
-            "model": sub["model"].to_numpy(), "dataset": shift, "top1": y,
+            "model": models, "dataset": shift, "top1": y,
             "baseline_top1": pred, "effective_robustness": 100.0 * (y - pred),
-            "relative_robustness": 100.0 * (y - x), "imagenet_top1": x,
-            "eff_rob_low": 100.0 * (y - high), "eff_rob_high": 100.0 * (y - low),
+            "relative_robustness": 100.0 * (y - x), "imagenet_top1": x, **band,
             "fit_slope": fit.slope, "fit_intercept": fit.intercept, "fit_r": fit.r,
-            "fit_n": fit.n, "note": ["; ".join(row_notes(fit, xi, low_r)) for xi in x],
+            "fit_n": fit.n, "note": ["; ".join(n) for n in notes],
         }))
     if not parts:
         return empty_robustness()
@@ -103,6 +115,49 @@ def effective_robustness(rows_df: pd.DataFrame, baseline_df: pd.DataFrame | None
         key=lambda s: s.map(order) if s.name == "model" else s.map(SHIFTS.index),
     )
     return out.reset_index(drop=True).loc[:, list(ROBUSTNESS_COLUMNS)]
+
+
+def _sizes(rows_df: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Images behind each (model, dataset) top-1, from an optional ``n`` column (positive only)."""
+    if "n" not in rows_df.columns:
+        return {}
+    n = pd.to_numeric(rows_df["n"], errors="coerce")
+    keys = zip(rows_df["model"].astype(str).str.strip(), rows_df["dataset"].astype(str).str.strip())
+    return {k: float(v) for k, v in zip(keys, n) if np.isfinite(v) and v > 0}
+
+
+def _bands(fit: Fit, x: np.ndarray, y: np.ndarray, n_x: np.ndarray, n_y: np.ndarray,
+           n_bootstrap: int, gen: np.random.Generator, level: float) -> dict[str, np.ndarray]:
+    """Percentile bands (points) on effective robustness ``100 * (y - f(x))``.
+
+    ``eff_rob_baseline_low/high`` resample the baseline models only (the testbed's band).
+    ``eff_rob_low/high`` add the model's own sampling error: in each replicate the model's
+    ImageNet and shift top-1 are redrawn as Binomial(n, top1) / n -- a bootstrap over the run's
+    images, for a 0/1 outcome -- and judged against that replicate's refit line. A top-1 without
+    an n (a published table has none) is held fixed, so the interval is the baseline band; when
+    the table has an ``n`` column but not for this row, the row's note says so.
+    """
+    nan = np.full(len(x), np.nan)
+    if n_bootstrap <= 0:
+        return {"eff_rob_low": nan, "eff_rob_high": nan, "eff_rob_baseline_low": nan.copy(),
+                "eff_rob_baseline_high": nan.copy()}
+    intercepts, slopes = fit.bootstrap(n_bootstrap, gen)
+    line = lambda top1: expit(intercepts[:, None] + slopes[:, None] * logit(clip_fraction(top1)))  # noqa: E731
+    base_low, base_high = percentile_band(line(x[None, :]), level)
+    x_star, y_star = _redraw(x, n_x, n_bootstrap, gen), _redraw(y, n_y, n_bootstrap, gen)
+    low, high = percentile_band(100.0 * (y_star - line(x_star)), level)
+    return {"eff_rob_low": low, "eff_rob_high": high,
+            "eff_rob_baseline_low": 100.0 * (y - base_high), "eff_rob_baseline_high": 100.0 * (y - base_low)}
+
+
+def _redraw(top1: np.ndarray, n: np.ndarray, n_bootstrap: int, gen: np.random.Generator) -> np.ndarray:
+    """``(n_bootstrap, len(top1))`` resampled accuracies; columns without an n stay fixed."""
+    known = np.isfinite(n)
+    out = np.broadcast_to(top1, (n_bootstrap, len(top1))).copy()
+    if known.any():
+        sizes = n[known].astype(np.int64)
+        out[:, known] = gen.binomial(sizes, top1[known], size=(n_bootstrap, int(known.sum()))) / sizes
+    return out
 
 
 def empty_robustness() -> pd.DataFrame:
@@ -145,7 +200,8 @@ def robustness_from_metrics(metrics_df: pd.DataFrame, baseline_df: pd.DataFrame 
         sub = sub[sub["model"].isin(with_imagenet)]
         if not (sub["dataset"] != IMAGENET).any():
             continue
-        rows = sub.loc[:, ["model", "dataset", "value"]].rename(columns={"value": "top1"})
+        keep = ["model", "dataset", "value"] + (["n"] if "n" in sub.columns else [])
+        rows = sub.loc[:, keep].rename(columns={"value": "top1"})
         table = effective_robustness(rows, wide, n_bootstrap, gen, level=level, low_r=low_r)
         if "n" in sub.columns:  # images behind each shift's top-1, so gates can apply min_n
             n = sub.set_index(["model", "dataset"])["n"]

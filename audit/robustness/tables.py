@@ -30,7 +30,7 @@ DEFAULT_BASELINE_NAME = f"audit/reference/{TESTBED_BASELINE}"
 #: rest explain them. Accuracies are fractions; the three robustness columns are points.
 ROBUSTNESS_COLUMNS = (
     "model", "dataset", "top1", "baseline_top1", "effective_robustness", "relative_robustness",
-    "imagenet_top1", "eff_rob_low", "eff_rob_high",
+    "imagenet_top1", "eff_rob_low", "eff_rob_high", "eff_rob_baseline_low", "eff_rob_baseline_high",
     "fit_slope", "fit_intercept", "fit_r", "fit_n", "note",
 )
 

@@ -216,6 +216,12 @@ class VariantSpec(Frozen):
     exclude: tuple[str, ...] = Field(default=(), description="Drop these categories.")
 
 
+#: Which direction of a group-vs-rest difference a test looks for: ``greater`` (the group is
+#: flagged MORE often than the rest: the harmful direction), ``less``, or ``two-sided``.
+Alternative = Literal["greater", "less", "two-sided"]
+DEFAULT_ALTERNATIVE: Alternative = "greater"
+
+
 class MetricSpec(Frozen):
     """A metric to compute (written as a plain name, or a mapping to narrow its categories)."""
 
@@ -223,6 +229,17 @@ class MetricSpec(Frozen):
     categories: tuple[str, ...] | None = Field(
         default=None, description="Categories or unions ('crime|non_human'); default: probe's."
     )
+    alternative: Alternative | None = Field(
+        default=None,
+        description="pairwise_test only: greater (a group flagged more than the rest; the default), "
+        "less, or two-sided.",
+    )
+
+    @model_validator(mode="after")
+    def _alternative_only_for_tests(self) -> MetricSpec:
+        if self.alternative is not None and self.name != "pairwise_test":
+            raise ValueError(f"'alternative' applies to pairwise_test only, not to '{self.name}'")
+        return self
 
 
 class StatsSpec(Frozen):
@@ -289,11 +306,17 @@ class MaxDisparityGate(GateBase):
 class NoSignificantDifferenceGate(GateBase):
     """No group's rate may differ significantly from the rest (Holm-adjusted)."""
 
-    JUDGES: ClassVar[str | None] = "pairwise_test"
+    #: The gate tests category_rate counts (k of n per group) under its own alternative.
+    JUDGES: ClassVar[str | None] = "category_rate"
 
     type: Literal["no_significant_difference"] = Field(description="Gate type.")
     category: str = Field(description="Category or union ('crime|non_human') whose rate is judged.")
     group_col: str = Field(description="Subgroup column whose groups are tested.")
+    alternative: Alternative = Field(
+        default=DEFAULT_ALTERNATIVE,
+        description="Which difference fails: greater (a group flagged more than the rest, the "
+        "harmful direction), less, or two-sided.",
+    )
 
 
 class MinAccuracyGate(GateBase):
@@ -369,6 +392,31 @@ class MaxRecallDisparityGate(GateBase):
     )
 
 
+class NoRegressionGate(GateBase):
+    """No group may get worse than in a baseline run by more than a margin.
+
+    Judged only against a baseline (``audit check RUN --baseline RUN_DIR``, ``audit compare``);
+    the judged number is the change in the worse direction, ``new - base`` for a rate and
+    ``base - new`` for an accuracy (each metric's ``higher_is_better``), with a paired interval
+    when both runs scored the same images.
+    """
+
+    type: Literal["no_regression"] = Field(description="Gate type.")
+    metric: Literal["category_rate", "accuracy", "top5_accuracy"] = Field(
+        default="category_rate", description="The metric compared; category_rate needs category.")
+    category: str | None = Field(default=None, description="Category (or union a|b) for category_rate.")
+    group_col: str = Field(default="overall", description="'overall' or a subgroup column.")
+    margin: float = Field(default=0.0, ge=0, description="Largest allowed worsening (a fraction).")
+    alternative: Literal["worse", "two-sided"] = Field(
+        default="worse", description="worse: only a change in the bad direction fails; two-sided: any change.")
+
+    @model_validator(mode="after")
+    def _category_for_rates(self) -> NoRegressionGate:
+        if (self.metric == "category_rate") != (self.category is not None):
+            raise ValueError("category_rate needs 'category'; accuracy metrics take none")
+        return self
+
+
 GateSpec = Annotated[
     Union[
         MaxRetrievalSkewGate,
@@ -380,13 +428,15 @@ GateSpec = Annotated[
         VariantNoIncreaseGate,
         MaxAssociationGate,
         MaxRecallDisparityGate,
+        NoRegressionGate,
     ],
     Field(discriminator="type"),
 ]
 
 GATE_TYPES = (
     "max_retrieval_skew", "max_rate", "max_disparity", "no_significant_difference", "min_accuracy",
-    "min_effective_robustness", "variant_no_increase", "max_association", "max_recall_disparity",
+    "min_effective_robustness", "variant_no_increase", "no_regression", "max_association",
+    "max_recall_disparity",
 )
 
 

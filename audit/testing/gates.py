@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from audit.results import FORMAT_VERSION, MANIFEST, METRIC_COLUMNS, METRICS, ROBUSTNESS, write_csv, write_json
+from audit.results import FORMAT_VERSION, METRIC_COLUMNS, METRICS, ROBUSTNESS, write_csv, write_manifest
 from audit.spec.models import ProbeSpec
 
 MODEL = "ViT-B-32:openai"
@@ -54,11 +54,11 @@ def write_run(run_dir: str | Path, probe: Mapping[str, Any] | ProbeSpec, rows: I
     """Write a run directory that ``audit check`` and ``pytest --audit-run`` can read."""
     run_dir = Path(run_dir)
     spec = probe if isinstance(probe, ProbeSpec) else ProbeSpec.model_validate(dict(probe))
-    write_json(run_dir / MANIFEST, {
-        "format_version": FORMAT_VERSION,
-        "probe": {"name": spec.name, "resolved": spec.model_dump(mode="json")},
-    })
     write_csv(run_dir / METRICS, pd.DataFrame(list(rows), columns=list(METRIC_COLUMNS)))
     if robustness is not None:
         write_csv(run_dir / ROBUSTNESS, pd.DataFrame(list(robustness)))
+    write_manifest(run_dir, {  # last, as a run writes it
+        "format_version": FORMAT_VERSION,
+        "probe": {"name": spec.name, "resolved": spec.model_dump(mode="json")},
+    })
     return run_dir

@@ -21,13 +21,13 @@ from audit.results import (
     FLAG_SMALL_N,
     FORMAT_VERSION,
     GATES,
-    MANIFEST,
     METRIC_COLUMNS,
     METRICS,
     PREDICTIONS,
     ROBUSTNESS,
     write_csv,
     write_json,
+    write_manifest,
     write_parquet,
 )
 
@@ -334,5 +334,5 @@ def write_sample_run(run_dir: str | Path, kind: str = "fairness", *, notice: str
     write_parquet(run_dir / PREDICTIONS, pred)
     write_csv(run_dir / METRICS, metrics)
     write_json(run_dir / GATES, _gates(metrics, kind))
-    write_json(run_dir / MANIFEST, _manifest(kind, datasets, notice))
+    write_manifest(run_dir, _manifest(kind, datasets, notice))
     return run_dir
