@@ -38,10 +38,11 @@ def attribute_texts(aset: AttributeSetSpec, labels: Sequence[Any], resolve: Call
     return [lb.text for lb in labels if lb.category in wanted]
 
 
-def association_rows(probe: Any, dspec: DatasetSpec, data: LoadedDataset, model: Any, text_store: Any,
-                     embeddings: np.ndarray, rows: np.ndarray, variant: str, quiet: bool = True) -> pd.DataFrame:
-    """Association-test rows of one model on one dataset (``rows``: metadata rows of ``embeddings``)."""
-    from audit.embed import embed_texts
+def association_rows(probe: Any, dspec: DatasetSpec, data: LoadedDataset, model_name: str,
+                     encode_texts: Callable[[Sequence[str]], np.ndarray], embeddings: np.ndarray,
+                     rows: np.ndarray, variant: str) -> pd.DataFrame:
+    """Association-test rows of one model on one dataset (``rows``: metadata rows of ``embeddings``;
+    ``encode_texts``: prompts -> embeddings in the images' space, e.g. through the text cache)."""
     from audit.labels import fill, merged_labels, resolve_templates
 
     spec: ProbeSpec = probe.spec
@@ -53,10 +54,10 @@ def association_rows(probe: Any, dspec: DatasetSpec, data: LoadedDataset, model:
     templates = resolve_templates(spec.templates, data.info.templates)
 
     def vectors(texts: list[str]) -> np.ndarray:
-        flat, _ = embed_texts(model, [fill(t, x) for x in texts for t in templates], text_store, quiet=quiet)
+        flat = np.asarray(encode_texts([fill(t, x) for x in texts for t in templates]))
         return class_weights(flat.reshape(len(texts), len(templates), -1))
 
-    key = {"dataset": dspec.display_name, "model": model.info.name, "variant": variant}
+    key = {"dataset": dspec.display_name, "model": model_name, "variant": variant}
     out: list[MetricRow] = []
     for i, test in enumerate(tests):
         scores = association_scores(embeddings, vectors(attribute_texts(test.a, labels, probe.resolve)),
@@ -69,7 +70,7 @@ def association_rows(probe: Any, dspec: DatasetSpec, data: LoadedDataset, model:
                 raise UserError(f"associations[{i}].groups: group '{g}' is not in column '{test.group_col}' of "
                                 f"dataset {dspec.display_name}{did_you_mean(g, levels)}",
                                 fix=f"use groups among: {', '.join(levels)}")
-        seed = zlib.crc32(f"{spec.seed}|{test.name}|{dspec.display_name}|{model.info.name}".encode())
+        seed = zlib.crc32(f"{spec.seed}|{test.name}|{dspec.display_name}|{model_name}".encode())
         out += comparison_rows(scores, groups, levels, name=test.name, group_col=test.group_col,
                                named=test.groups, alternative=test.alternative,
                                n_permutations=test.n_permutations, stats=spec.stats,

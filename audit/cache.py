@@ -6,11 +6,18 @@ Layout under the cache root (``$AUDIT_CACHE_DIR``, default the user cache dir)::
     images/<key>/shard-00000.npz          embeddings [rows, D] float32 + ok [rows] bool
     images/<key>/shard-00000.json         rows, sha256 of the .npz, unreadable images (the
                                           completion marker: written last)
+    scores/<key>/...                      the same shard layout for a generative scorer's per-image
+                                          prompt log-likelihoods [rows, prompts] (not embeddings:
+                                          their key names the model and the exact prompt list)
     text/<model key>/<sha>.npz            prompts (unicode array) + embeddings
     models/<key>.json                     a loaded model's ModelInfo (cache key, logit scale ...),
                                           so a fully cached re-run need not load the weights
     models/digests/<key>.sha256           a local checkpoint's sha256, keyed by its path, size,
                                           mtime, ctime and inode (hashed once, not every run)
+    synthetic/<key>/                      generated datasets (``audit.data.synthetic``)
+
+Every adapter that keeps files takes its directory from :func:`cache_root` and the helpers below
+(:func:`models_dir`, :func:`synthetic_dir`), so ``--cache-dir`` moves all of it.
 
 A shard is complete only when its ``.json`` exists and the checksum matches, so a run killed at
 any moment (SIGKILL included) resumes from the last complete shard.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +38,7 @@ import numpy as np
 from filelock import FileLock
 
 from audit.errors import DataError
-from audit.results import atomic_write
+from audit.fileio import atomic_write, make_dirs
 
 CACHE_FORMAT_VERSION = "1"
 
@@ -46,6 +54,16 @@ def cache_root(override: str | Path | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("audit"))
 
 
+def models_dir(root: Path) -> Path:
+    """Where adapters keep loaded models' descriptions and checkpoint digests."""
+    return root / "models"
+
+
+def synthetic_dir(root: Path) -> Path:
+    """Where generated datasets are written."""
+    return root / "synthetic"
+
+
 def digest(obj: Any, n: int = 24) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
@@ -54,9 +72,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _corrupt(path: Path, why: str) -> DataError:
+def _corrupt(path: Path, why: str, remove: Path | None = None) -> DataError:
+    """The error for a damaged cache entry; the fix deletes ``remove`` (default: the entry's directory)."""
+    import shlex
+
+    target = remove or path.parent
     return DataError(f"corrupt embedding-cache entry {path}: {why}",
-                     fix=f"delete it (rm -r '{path.parent}') and re-run; it will be recomputed")
+                     fix=f"delete it (rm -r {shlex.quote(str(target))}) and re-run; it will be recomputed")
 
 
 @dataclass(frozen=True)
@@ -69,11 +91,14 @@ class Shard:
 class ImageStore:
     """Image embeddings of one (model, preprocessing, dataset rows) key, in fixed-size shards."""
 
+    #: The top-level cache directory of this kind of entry.
+    kind = "images"
+
     def __init__(self, root: Path, key: dict[str, Any], shard_rows: int = 1024) -> None:
         self.key = {**key, "cache_format": CACHE_FORMAT_VERSION, "shard_rows": shard_rows}
-        self.dir = root / "images" / digest(self.key)
+        self.dir = root / self.kind / digest(self.key)
         self.shard_rows = shard_rows
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.dir)
         key_file = self.dir / "key.json"
         if not key_file.exists():
             atomic_write(key_file, lambda p: p.write_text(json.dumps(self.key, indent=2, default=str)))
@@ -118,11 +143,18 @@ class ImageStore:
         try:
             with np.load(data, allow_pickle=False) as z:
                 emb, ok = z["embeddings"], z["ok"]
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise _corrupt(data, str(exc)) from None
         if len(ok) != info["rows"] or emb.shape[0] != info["rows"]:
             raise _corrupt(data, "row count does not match its manifest")
         return Shard(emb, ok, {int(k): v for k, v in info.get("errors", {}).items()})
+
+
+class ScoreStore(ImageStore):
+    """Per-image scores of a fixed prompt list (a generative scorer's log-likelihoods), in the
+    same checksummed shards as embeddings but under their own kind, ``scores/``."""
+
+    kind = "scores"
 
 
 class TextStore:
@@ -130,7 +162,7 @@ class TextStore:
 
     def __init__(self, root: Path, model_key: str) -> None:
         self.dir = root / "text" / digest({"model": model_key, "cache_format": CACHE_FORMAT_VERSION})
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.dir)
 
     def lookup(self, prompts: Sequence[str]) -> dict[str, np.ndarray]:
         wanted = set(prompts)
@@ -139,10 +171,10 @@ class TextStore:
             try:
                 with np.load(path, allow_pickle=False) as z:
                     names, emb = z["prompts"], z["embeddings"]
-            except (OSError, ValueError, KeyError) as exc:
-                raise _corrupt(path, str(exc)) from None
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                raise _corrupt(path, f"unreadable ({exc or type(exc).__name__})", remove=path) from None
             if path.stem != _prompts_digest(names.tolist()):
-                raise _corrupt(path, "content does not match its name")
+                raise _corrupt(path, "content does not match its name", remove=path)
             for name, vec in zip(names.tolist(), emb):
                 if name in wanted:
                     found[name] = vec

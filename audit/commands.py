@@ -104,6 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             from audit.errors import UserError
 
             raise UserError(f"--model: {problem}")
+    from audit.progress import to_stderr
+
+    to_stderr(quiet=args.quiet or os.environ.get("RANK", "0") != "0")  # what the run is doing, on stderr
     if args.quiet or not sys.stderr.isatty():  # datasets' own split-generation bars
         import datasets
 

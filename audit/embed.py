@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from audit.cache import ImageStore, Shard, TextStore
 from audit.data.base import LoadedDataset, UnreadableImage
+from audit.distributed import Dist
 from audit.models.base import ImageTextModel
+from audit.progress import counter
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,30 @@ def default_workers(n_rows: int) -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def show_progress(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
+@dataclass(frozen=True)
+class EmbedJob:
+    """How a run encodes images: batching, workers, progress and torchrun ranks."""
+
+    batch_size: int = 64
+    num_workers: int | None = None
+    shard_rows: int = 1024
+    quiet: bool = False
+    dist: Dist = field(default_factory=Dist)
+
+
+def embed_through_cache(model: ImageTextModel, data: LoadedDataset, store: ImageStore, job: EmbedJob,
+                        desc: str) -> ImageEmbeddings | None:
+    """Every image's features through ``store``. Under torchrun every rank first fills its own
+    shards and all meet at a barrier; then rank 0 reads everything back and the others get None."""
+    if job.dist.enabled:
+        embed_images(model, data, store, batch_size=job.batch_size, num_workers=job.num_workers,
+                     quiet=job.quiet or not job.dist.is_main, desc=desc, rank=job.dist.rank,
+                     world_size=job.dist.world_size, read_back=False)
+        job.dist.barrier()
+        if not job.dist.is_main:
+            return None
+    return embed_images(model, data, store, batch_size=job.batch_size, num_workers=job.num_workers,
+                        quiet=job.quiet, desc=desc)
 
 
 def embed_images(model: ImageTextModel, data: LoadedDataset, store: ImageStore, *,
@@ -70,8 +92,7 @@ def embed_images(model: ImageTextModel, data: LoadedDataset, store: ImageStore, 
 
         shape = tuple(model.preprocess(Image.new("RGB", (8, 8))).shape)
         workers = default_workers(n) if num_workers is None else num_workers
-        bar = tqdm(total=sum(len(store.rows(i, n)) for i in todo), desc=desc, unit="img",
-                   disable=not show_progress(quiet), dynamic_ncols=True)
+        bar = counter(sum(len(store.rows(i, n)) for i in todo), desc, "images", quiet=quiet)
         for i in todo:
             with store.lock(i):
                 if store.has(i):  # another process finished it while we waited
@@ -122,9 +143,11 @@ def embed_texts(model: ImageTextModel, prompts: Sequence[str], store: TextStore,
     missing = sorted((p for p in unique if p not in cached), key=len)
     if missing:
         parts = []
-        for start in tqdm(range(0, len(missing), batch_size), desc="prompts", unit="batch",
-                          disable=not show_progress(quiet)):
+        bar = counter(len(missing), "encoding prompts", "prompts", quiet=quiet)
+        for start in range(0, len(missing), batch_size):
             parts.append(model.encode_texts(missing[start:start + batch_size]))
+            bar.update(len(parts[-1]))
+        bar.close()
         new = np.concatenate(parts)
         store.add(missing, new)
         cached.update(zip(missing, new))

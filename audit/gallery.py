@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from audit.data.base import IMAGE_ID, LoadedDataset, UnreadableImage
+from audit.fileio import atomic_write, make_dirs
 from audit.results import write_csv
 from audit.spec import Probe, split_categories
 
@@ -20,13 +21,15 @@ GALLERY_INDEX = "gallery.csv"
 
 
 def write_gallery(run_dir: Path, probe: Probe, predictions: pd.DataFrame,
-                  datasets: dict[str, LoadedDataset], per_group: int = 6, size: int = 96) -> Path | None:
-    """Thumbnails of images whose top-1 label is in a flagged category, ``per_group`` per group."""
+                  datasets: dict[str, LoadedDataset], per_group: int = 6, size: int = 96,
+                  rng: np.random.Generator | None = None) -> Path | None:
+    """Thumbnails of images whose top-1 label is in a flagged category, ``per_group`` per group,
+    sampled with ``rng`` (the run passes its gallery stream; default: seeded from the probe)."""
     spec = probe.spec
     flagged = {c for expr in spec.categories for c in split_categories(expr)}
     if not spec.report.gallery or not flagged or predictions.empty:
         return None
-    rng = np.random.default_rng(spec.seed)
+    rng = rng if rng is not None else np.random.default_rng(spec.seed)
     picked = []
     hits = predictions[predictions["top1_category"].isin(flagged)]
     for (ds_name, _model, _variant), block in hits.groupby(["dataset", "model", "variant"], sort=False):
@@ -40,7 +43,7 @@ def write_gallery(run_dir: Path, probe: Probe, predictions: pd.DataFrame,
         return None
     sample = pd.concat(picked, ignore_index=True)
     out_dir = run_dir / GALLERY_DIR
-    out_dir.mkdir(exist_ok=True)
+    make_dirs(out_dir)
     files = []
     for i, row in enumerate(sample.itertuples(index=False)):
         data = datasets[row.dataset]
@@ -49,9 +52,11 @@ def write_gallery(run_dir: Path, probe: Probe, predictions: pd.DataFrame,
         try:
             img = data.load_image(int(where[0]))
             img.thumbnail((size, size))
-            img.save(out_dir / name, format="JPEG", quality=85)
-        except (UnreadableImage, IndexError, OSError):
-            name = ""
+        except (UnreadableImage, IndexError, OSError):  # the image, not the disk: left out
+            files.append("")
+            continue
+        # a full or read-only disk is a DataError naming the file, not a silently missing thumbnail
+        atomic_write(out_dir / name, lambda p, img=img: img.convert("RGB").save(p, format="JPEG", quality=85))
         files.append(name)
     sample = sample.assign(file=files).drop(columns=["top5_labels"], errors="ignore")
     index = run_dir / GALLERY_INDEX

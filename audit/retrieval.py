@@ -7,23 +7,24 @@ Rows land in metrics.csv with ``category`` = ``<query set>/<query>`` (and ``<que
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from audit.classify import class_weights
 from audit.data.base import LoadedDataset
-from audit.embed import embed_texts
 from audit.labels import fill
 from audit.metrics.breakdown import group_labels, groupings
 from audit.metrics.retrieval import retrieval_metrics
 from audit.spec import DatasetSpec, Probe
 
 
-def retrieval_rows(probe: Probe, dspec: DatasetSpec, data: LoadedDataset, model: Any, text_store: Any,
-                   embeddings: np.ndarray, rows: np.ndarray, variant: str, quiet: bool = True) -> pd.DataFrame:
-    """Retrieval-bias metrics for one model on one dataset (rows: metadata rows of ``embeddings``)."""
+def retrieval_rows(probe: Probe, dspec: DatasetSpec, data: LoadedDataset, model_name: str,
+                   encode_texts: Callable[[Sequence[str]], np.ndarray], embeddings: np.ndarray,
+                   rows: np.ndarray, variant: str) -> pd.DataFrame:
+    """Retrieval-bias metrics for one model on one dataset (rows: metadata rows of ``embeddings``;
+    ``encode_texts``: prompts -> unit embeddings in the images' space, e.g. through the text cache)."""
     spec = probe.spec.retrieval
     if spec is None:
         return pd.DataFrame()
@@ -33,7 +34,7 @@ def retrieval_rows(probe: Probe, dspec: DatasetSpec, data: LoadedDataset, model:
     for qspec, loaded in zip(spec.query_sets, probe.query_sets):
         texts = [lb.text for lb in loaded.spec.labels]
         prompts = [fill(t, q) for q in texts for t in qspec.templates]
-        flat, _ = embed_texts(model, prompts, text_store, quiet=quiet)
+        flat = encode_texts(prompts)
         query_emb = class_weights(flat.reshape(len(texts), len(qspec.templates), -1))
         for grouping in groupings(dspec, overall=False):
             if wanted is not None and grouping.name not in wanted:
@@ -44,7 +45,7 @@ def retrieval_rows(probe: Probe, dspec: DatasetSpec, data: LoadedDataset, model:
             df = retrieval_metrics(
                 embeddings[keep], pd.DataFrame({grouping.name: labels[keep].to_numpy()}), query_emb, texts,
                 list(spec.ks), spec.desired, probe.spec.stats.n_bootstrap, np.random.default_rng(seed),
-                dspec.display_name, model.info.name, variant, alpha=probe.spec.stats.alpha,
+                dspec.display_name, model_name, variant, alpha=probe.spec.stats.alpha,
             )
             df["category"] = loaded.spec.name + "/" + df["category"].astype(str)
             frames.append(df)

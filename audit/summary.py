@@ -69,6 +69,11 @@ def print_summary(probe: Probe, outcome: RunOutcome) -> None:
         print("\n".join(gate_lines(outcome.gate_results)))
     for name, why in outcome.model_failures.items():
         print(f"\nmodel {name} failed to load:\n{why}")
+    skipped = outcome.skipped_images
+    if skipped:
+        counts = ", ".join(f"{n} in {name}" for name, n in skipped.items())
+        print(f"\nskipped {sum(skipped.values())} unreadable image(s) ({counts}); "
+              f"listed with the reason in {outcome.run_dir / 'manifest.json'} under \"skipped\"")
     if outcome.report_error:
         print(f"\nreport failed (results are written): {outcome.report_error}")
     written = "manifest.json, predictions.parquet, metrics.csv, gates.json"

@@ -107,7 +107,7 @@ def class_names(n: int) -> list[str]:
 def make_wds(root: Path, n_images: int, n_classes: int, *, image_size: int, shards: int,
              seed: int = 0, templates: tuple[str, ...] = TEMPLATES) -> Path:
     """A LAION-layout webdataset dir of ``n_images`` noisy colour swatches (label ``i % classes``)."""
-    from audit.data.fixtures import write_wds_dir
+    from audit.testing.fixtures import write_wds_dir
 
     if n_images % n_classes:
         raise SystemExit(f"--n-images {n_images} must be a multiple of --classes {n_classes}")
@@ -116,7 +116,7 @@ def make_wds(root: Path, n_images: int, n_classes: int, *, image_size: int, shar
 
 
 def shard_sizes(n_images: int, shards: int) -> list[int]:
-    """Samples per tar, as :func:`audit.data.fixtures.write_wds_dir` splits them."""
+    """Samples per tar, as :func:`audit.testing.fixtures.write_wds_dir` splits them."""
     import numpy as np
 
     bounds = np.linspace(0, n_images, min(shards, n_images) + 1).astype(int)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-from audit.data.fixtures import FAIRFACE_GENDER, FAIRFACE_RACE, write_fairface_dir
+from audit.testing.fixtures import FAIRFACE_GENDER, FAIRFACE_RACE, write_fairface_dir
 from audit.models.base import ModelInfo
 
 LABELS = [f"{r.replace('_', ' ')} {g}" for r in FAIRFACE_RACE for g in ("man", "woman")] + [

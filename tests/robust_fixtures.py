@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from audit.data import fixtures as fx
+from audit.testing import fixtures as fx
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_PROBE = REPO / "probes" / "imagenet_shifts.yaml"
@@ -245,7 +245,7 @@ def _bytes(img: Image.Image, ext: str) -> bytes:
 
 def write_wds(root: Path, class_names: Sequence[str], plan: Sequence[Planted], *, ext: str,
               shards: int = 2) -> Path:
-    """LAION's clip_benchmark layout, as :func:`audit.data.fixtures.write_wds_dir` writes it,
+    """LAION's clip_benchmark layout, as :func:`audit.testing.fixtures.write_wds_dir` writes it,
     with the samples of ``plan``: ``classnames.txt``, the 80 ``{c}`` templates,
     ``test/{0..}.tar`` of ``s<7 digits>.<ext>`` + ``.cls``, ``test/nshards.txt``."""
     from audit.labels import resolve_templates

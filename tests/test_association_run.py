@@ -105,6 +105,7 @@ def test_recall_disparity_gate_judges_the_absolute_difference() -> None:
 def demo_rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, object]:
     from audit.association import association_rows
     from audit.cache import TextStore
+    from audit.embed import embed_texts
     from audit.demo.adapter import DemoWorldAdapter
     from audit.models.openclip import OpenClipModel
 
@@ -116,7 +117,11 @@ def demo_rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, n
     batch = torch.stack([model.preprocess(data.load_image(i)) for i in range(len(data))])
     feats = model.encode_images(batch)
     store = TextStore(tmp_path_factory.mktemp("text"), model.info.cache_key)
-    rows = association_rows(probe, dspec, data, model, store, feats, np.arange(len(data)), "default")
+
+    def encode(prompts: list[str]) -> np.ndarray:
+        return embed_texts(model, prompts, store, quiet=True)[0]
+
+    rows = association_rows(probe, dspec, data, model.info.name, encode, feats, np.arange(len(data)), "default")
     return rows, feats, data.metadata, model
 
 

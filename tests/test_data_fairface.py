@@ -13,7 +13,7 @@ from PIL import Image
 
 from audit.data import IMAGE_ID, TARGET, TARGET_INDEX, UnreadableImage, open_dataset
 from audit.data.fairface import FairFaceAdapter
-from audit.data.fixtures import FAIRFACE_AGE, FAIRFACE_GENDER, FAIRFACE_RACE, write_fairface_dir
+from audit.testing.fixtures import FAIRFACE_AGE, FAIRFACE_GENDER, FAIRFACE_RACE, write_fairface_dir
 from audit.data.synthetic import SyntheticFairFaceAdapter
 from audit.errors import EXIT_DATA, EXIT_USER, DataError, UserError
 from audit.spec import DatasetSpec

@@ -22,7 +22,7 @@ from audit.data import (
     open_dataset,
     select_rows,
 )
-from audit.data import fixtures as fx
+from audit.testing import fixtures as fx
 from audit.data.hf import HFAdapter, resolve_source
 from audit.data.imagefolder import ImageFolderAdapter
 from audit.errors import EXIT_USER, UserError
@@ -47,7 +47,7 @@ def load(tmp_path: Path, adapter: str, **kw: Any) -> Any:
 
 def test_importing_adapters_imports_no_torch_or_datasets() -> None:
     code = ("import sys, audit.data.imagenet, audit.data.synthetic, audit.data.imagefolder, "
-            "audit.data.fixtures; "
+            "audit.testing.fixtures; "
             "print(sorted({'torch', 'datasets', 'open_clip', 'timm'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from audit.data import IMAGE_ID, TARGET, TARGET_INDEX, UnreadableImage, open_dataset
-from audit.data import fixtures as fx
+from audit.testing import fixtures as fx
 from audit.data.imagenet import imagenet_wnids, subset_indices
 from audit.errors import EXIT_DATA, DataError, UserError
 from audit.spec import DatasetSpec

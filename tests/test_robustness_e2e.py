@@ -30,7 +30,7 @@ from audit.errors import UserError
 from audit.registries import MODEL_SCHEMES
 from audit.results import METRIC_COLUMNS
 from audit.robustness import ROBUSTNESS_COLUMNS, SHIFTS, effective_robustness
-from audit.run import RunOptions, run_probe
+from audit.run import RunOptions, StageRngs, run_probe
 from audit.spec import load_probe
 from tests import robust_fixtures as rf
 
@@ -318,7 +318,8 @@ def test_robustness_csv_equals_effective_robustness_of_the_runs_accuracies(
     assert list(table.dataset) == list(SHIFTS) and set(table.model) == {PLANTED}
     assert set(table.variant) == {"default"}
     spec = load_probe(run.probe).spec
-    want = effective_robustness(_accuracies(run), n_bootstrap=spec.stats.n_bootstrap, rng=spec.seed)
+    rng = StageRngs.from_generator(np.random.default_rng(spec.seed)).robustness  # the run's stream for this step
+    want = effective_robustness(_accuracies(run), n_bootstrap=spec.stats.n_bootstrap, rng=rng)
     got = table.loc[:, list(ROBUSTNESS_COLUMNS)].copy()
     got["note"] = got["note"].fillna("")
     pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)

@@ -112,7 +112,7 @@ def test_rates_recomputed_from_predictions(tmp_path, planted):
 
 
 def test_second_variant_reuses_image_embeddings(tmp_path):
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=40, seed=1, size=16)
     probe = write_probe(tmp_path, source)
@@ -132,7 +132,7 @@ def test_second_variant_reuses_image_embeddings(tmp_path):
 def test_fully_cached_rerun_does_not_load_the_weights(tmp_path, monkeypatch):
     import open_clip
 
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=40, seed=1, size=16)
     probe = write_probe(tmp_path, source)
@@ -158,7 +158,7 @@ def test_fully_cached_rerun_does_not_load_the_weights(tmp_path, monkeypatch):
 
 
 def test_precision_option_reaches_the_model_and_the_manifest(tmp_path, capsys):
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=20, seed=1, size=16)
     probe = write_probe(tmp_path, source)
@@ -173,7 +173,7 @@ def test_precision_option_reaches_the_model_and_the_manifest(tmp_path, capsys):
 
 
 def test_unreadable_images_skipped_counted_and_listed(tmp_path):
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=30, seed=2, size=16, corrupt={3: "truncated", 7: "zero_bytes"},
                                 modes={4: "L", 5: "CMYK"})
@@ -188,7 +188,7 @@ def test_unreadable_images_skipped_counted_and_listed(tmp_path):
 
 
 def test_manifest_provenance(tmp_path):
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=20, seed=1, size=16)
     run_probe(load_probe(write_probe(tmp_path, source)), RunOptions(out=tmp_path / "run", report=False, quiet=True))
@@ -214,7 +214,7 @@ def test_hub_dataset_offline_exits_3_fast(tmp_path, capsys):
 
 
 def test_model_weights_offline_exit_3(tmp_path, capsys):
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=10, seed=1, size=16)
     code = main(["run", str(write_probe(tmp_path, source, model="ViT-B-32:openai")), "--out", str(tmp_path / "run"), "--no-report"])
@@ -223,7 +223,7 @@ def test_model_weights_offline_exit_3(tmp_path, capsys):
 
 
 def test_templates_permutation_invariance_end_to_end(tmp_path):
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=20, seed=1, size=16)
     probe = write_probe(tmp_path, source)
@@ -263,7 +263,7 @@ retrieval:
 
 def test_accuracy_probe_offline_copy(tmp_path):
     """probes/fairface_accuracy.yaml on a FairFace-shaped local copy; accuracies recomputed by hand."""
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=60, seed=4, size=16)
     text = (Path(__file__).resolve().parent.parent / "probes" / "fairface_accuracy.yaml").read_text()
@@ -314,7 +314,7 @@ retrieval:
 
 def test_generative_probe_offline_copy_reports_both_rules(tmp_path):
     """probes/fairface_crime_generative.yaml on a local copy, with a tiny random CoCa."""
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=16, seed=5, size=16)
     text = (Path(__file__).resolve().parent.parent / "probes" / "fairface_crime_generative.yaml").read_text()
@@ -330,12 +330,19 @@ def test_generative_probe_offline_copy_reports_both_rules(tmp_path):
     assert (preds[preds.model.str.contains("generative")].top1_score < 0).all()  # mean log-likelihoods
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert any("generative" in m["scoring"] for m in manifest["models"])
+    # prompt log-likelihoods have their own cache kind; image embeddings only the contrastive head's
+    import os
+
+    cache = Path(os.environ["AUDIT_CACHE_DIR"])
+    assert len(list((cache / "scores").iterdir())) == 1 and len(list((cache / "images").iterdir())) == 1
+    key = json.loads(next((cache / "scores").iterdir()).joinpath("key.json").read_text())
+    assert "generative-sum|prompts:" in key["model"]
     html = (tmp_path / "run" / "report.html").read_text()
     assert all(m in html for m in models)
 
 
 def test_model_that_fails_to_load_is_reported_and_others_run(tmp_path, capsys):
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=12, seed=1, size=16)
     probe = write_probe(tmp_path, source, model="ViT-B-32:openai, audit-tiny-vit:random")

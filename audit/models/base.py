@@ -37,7 +37,7 @@ class ModelInfo:
 
 def write_info(path: Path, info: ModelInfo) -> None:
     """Keep ``info`` as JSON (atomically), for :func:`read_info` to return without the model."""
-    from audit.results import atomic_write
+    from audit.fileio import atomic_write
 
     text = json.dumps(asdict(info), indent=1, sort_keys=True)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

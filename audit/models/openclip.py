@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from audit.cache import digest
-from audit.errors import DataError, UserError
+from audit.errors import AuditError, DataError, UserError
 from audit.models.base import ModelInfo, l2_normalize, read_info, write_info
 from audit.models.building import local_seed, quiet_random_init, skip_random_init
 from audit.models.catalog import architectures, pretrained_tags
 from audit.models.text_trim import SELF_CHECK_RTOL, self_check, trimmed_text_encoder
 from audit.registry import did_you_mean
-from audit.results import atomic_write
+from audit.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -130,6 +130,17 @@ def resolve_pretrained_tag(arch: str, tag: str, model_id: str) -> tuple[str, dic
     return tag, {}
 
 
+def _unloadable(model_id: str, target: _Target, exc: BaseException) -> DataError:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    if target.pretrained is not None and not target.tag:
+        return DataError(f"model '{model_id}': the checkpoint {target.pretrained} cannot be loaded "
+                         f"({type(exc).__name__}: {first})",
+                         fix="pass a state dict saved with torch.save(model.state_dict(), path) or a "
+                             ".safetensors file for this architecture (a pickled model object is refused, "
+                             "since torch.load(weights_only=True) runs no code from the file)")
+    return DataError(f"cannot load model '{model_id}': {type(exc).__name__}: {first}")
+
+
 def _hash_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -198,6 +209,15 @@ class OpenClipModel:
         if known is None and self._card is not None:
             write_info(self._card, self.info)
 
+    @classmethod
+    def check_available(cls, model_id: str, *, seed: int = 0,
+                        resolve: Callable[[str], Path] | None = None) -> None:
+        """Raise what loading would raise for weights that are missing (offline) or ids that name
+        nothing, without loading any weights."""
+        target = cls._parse(model_id, seed, resolve or (lambda p: Path(p).expanduser().resolve()), hashing=False)
+        if target.tag:
+            resolve_pretrained_tag(target.model_name, str(target.pretrained), model_id)
+
     @property
     def model(self) -> Any:
         return self._ensure_loaded()[0]
@@ -251,7 +271,13 @@ class OpenClipModel:
         except RuntimeError as exc:
             if "Failed to download" in str(exc) or "LocalEntryNotFound" in repr(exc.__cause__):
                 raise _missing_weights(str(exc).splitlines()[0], self._id) from None
-            raise DataError(f"cannot load model '{self._id}': {exc}") from None
+            raise _unloadable(self._id, t, exc) from None
+        except (AuditError, MemoryError):
+            raise
+        except Exception as exc:  # a pickle torch.load(weights_only=True) refuses, random bytes ...
+            if t.pretrained is None or t.tag:
+                raise
+            raise _unloadable(self._id, t, exc) from None
         model.eval()
         if self.device == "cuda":  # convolutions (ResNet, ConvNeXt, patch embeddings) run NHWC on tensor cores
             model.to(memory_format=torch.channels_last)
@@ -277,7 +303,12 @@ class OpenClipModel:
                        "precision": self._precision, "open_clip": version("open_clip_torch"), "torch": torch.__version__, "format": 1})
 
     @staticmethod
-    def _parse(model_id: str, seed: int, resolve: Callable[[str], Path], memo: Path | None = None) -> _Target:
+    def _parse(model_id: str, seed: int, resolve: Callable[[str], Path], memo: Path | None = None,
+               hashing: bool = True) -> _Target:
+        """What ``model_id`` points at; ``hashing=False`` skips the weight digests (a check only)."""
+        def file_digest(path: Path, memo: Path | None) -> str:
+            return _file_digest(path, memo) if hashing else "-" * 16
+
         if model_id.startswith("hf-hub:"):
             repo = model_id.removeprefix("hf-hub:")
             from audit.models.hf_transformers import transformers_repo_hint
@@ -293,7 +324,7 @@ class OpenClipModel:
             if not (path / "open_clip_config.json").exists():
                 raise UserError(f"model '{model_id}': {path} has no open_clip_config.json",
                                 fix="point local-dir: at a directory with open_clip_config.json and open_clip_model.safetensors")
-            files = b"".join(_file_digest(p, memo).encode() for p in sorted(path.iterdir()) if p.is_file())
+            files = b"".join(file_digest(p, memo).encode() for p in sorted(path.iterdir()) if p.is_file())
             return _Target(f"local-dir:{path}", None, str(path), f"local-dir:{hashlib.sha256(files).hexdigest()[:16]}", False)
         from audit.models.ids import ModelIdError, parse_model_id
 
@@ -313,7 +344,7 @@ class OpenClipModel:
             if not path.is_file():
                 raise UserError(f"model '{model_id}': checkpoint file not found: {path}",
                                 fix="check the path, or use an open_clip pretrained tag: " + ", ".join(tags[:6]))
-            return _Target(arch, str(path), str(path), f"{arch}:{_file_digest(path, memo)}", False)
+            return _Target(arch, str(path), str(path), f"{arch}:{file_digest(path, memo)}", False)
         if ref.tag in tags:
             return _Target(arch, ref.tag, str(ref.tag), f"{arch}:{ref.tag}", False, tag=True)
         raise UserError(

@@ -1,4 +1,5 @@
-"""Small datasets written in the exact layouts of the real ones (tests and the offline demo).
+"""Small datasets written in the exact layouts of the real ones (test utility: tests, benchmarks, the
+synthetic demo adapters).
 
 Every writer is deterministic in its arguments. ``corrupt`` maps a sample's write index to a
 kind of damage (:data:`CORRUPTIONS`); ``modes`` maps it to a PIL mode (:data:`MODES`) so that
