@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--out", type=Path)
     rob.add_argument("--baseline", type=Path, help="baseline table (default: imagenet-testbed standard models)")
     _add_compare_parsers(sub)
+
+    exp = sub.add_parser("export", help="a run's results in DataComp's or clip_benchmark's format")
+    exp.add_argument("run_dir", type=Path)
+    exp.add_argument("--format", required=True, choices=("datacomp", "clip_benchmark"),
+                     help="datacomp: eval_results.jsonl lines; clip_benchmark: its result JSON")
+    exp.add_argument("--out", type=Path, help="write here (default: standard output)")
+    exp.add_argument("--model", help="the model to export when the run holds several")
     return p
 
 

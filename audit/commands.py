@@ -182,4 +182,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     return history_main(args.runs, out=args.out)
 
 
-__all__ = ["cmd_compare", "cmd_history", "cmd_validate", "cmd_schema", "cmd_list", "cmd_run", "cmd_check", "cmd_report", "cmd_robustness", "EXIT_USER"]
+def cmd_export(args: argparse.Namespace) -> int:
+    from audit.export import export
+
+    text = export(args.run_dir, args.format, out=args.out, model=args.model)
+    if args.out is None:
+        print(text, end="")
+    return 0
+
+
+__all__ = ["cmd_compare", "cmd_history", "cmd_validate", "cmd_schema", "cmd_list", "cmd_run", "cmd_check",
+           "cmd_report", "cmd_robustness", "cmd_export", "EXIT_USER"]

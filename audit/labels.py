@@ -47,8 +47,10 @@ def category_mask(categories: Sequence[str], expr: str) -> list[bool]:
     return [c in wanted for c in categories]
 
 
-def merged_labels(probe: Probe, class_names: Sequence[str] | None = None) -> tuple[Label, ...]:
-    """All labels of the probe's label sets, merged in order."""
+def merged_labels(probe: Probe, class_names: Sequence[str] | None = None,
+                  class_categories: Sequence[str] | None = None) -> tuple[Label, ...]:
+    """All labels of the probe's label sets, merged in order. Class names take their category
+    from ``class_categories`` (the dataset's, e.g. wds ``class_categories``), else ``class``."""
     out: list[Label] = []
     loaded = iter(probe.label_sets)
     for entry in probe.spec.label_sets:
@@ -58,7 +60,8 @@ def merged_labels(probe: Probe, class_names: Sequence[str] | None = None) -> tup
                     f"{probe.path}: label_sets uses 'classnames' but dataset has no class names",
                     fix="use a dataset with class names (imagenet*, objectnet) or list label-set files",
                 )
-            out += [Label(text=name, category="class", target=str(i)) for i, name in enumerate(class_names)]
+            cats = class_categories or ["class"] * len(class_names)
+            out += [Label(text=name, category=cats[i], target=str(i)) for i, name in enumerate(class_names)]
         else:
             out += list(next(loaded).spec.labels)
     return tuple(out)
@@ -96,9 +99,10 @@ def resolve_templates(
 
 
 def vocabularies(probe: Probe, class_names: Sequence[str] | None = None,
-                 dataset_templates: Sequence[str] | None = None) -> list[Vocabulary]:
+                 dataset_templates: Sequence[str] | None = None,
+                 class_categories: Sequence[str] | None = None) -> list[Vocabulary]:
     """One vocabulary per declared variant."""
-    labels = merged_labels(probe, class_names)
+    labels = merged_labels(probe, class_names, class_categories)
     templates = resolve_templates(probe.spec.templates, dataset_templates)
     out = []
     for name, variant in probe.spec.variants.items():

@@ -20,6 +20,7 @@ DATASETS: Registry[type] = Registry("dataset adapter", {
     "objectnet": "audit.data.imagenet:ObjectNetAdapter",
     "synthetic_fairface": "audit.data.synthetic:SyntheticFairFaceAdapter",
     "demo_world": "audit.demo.adapter:DemoWorldAdapter",
+    "wds": "audit.data.wds:WdsAdapter",
     "facet": "audit.data.facet:FacetAdapter",
 })
 
@@ -35,6 +36,9 @@ METRICS: Registry[object] = Registry("metric", {
     "balanced_accuracy": "audit.metrics.accuracy:BALANCED_ACCURACY",
     "top5_accuracy": "audit.metrics.accuracy:TOP5_ACCURACY",
     "mean_per_class_recall": "audit.metrics.accuracy:MEAN_PER_CLASS_RECALL",
+    "worst_group_accuracy": "audit.metrics.worst_group:WORST_GROUP_ACCURACY",
+    "worst_group_top5_accuracy": "audit.metrics.worst_group:WORST_GROUP_TOP5_ACCURACY",
+    "accuracy_test": "audit.metrics.worst_group:ACCURACY_TEST",
     "class_recall": "audit.metrics.person_recall:CLASS_RECALL",
     "recall_disparity": "audit.metrics.person_recall:RECALL_DISPARITY",
 })
@@ -55,6 +59,7 @@ CATEGORY_METRICS = frozenset({
 })
 #: Metrics that need a ground truth (``MetricDef.needs_target``).
 TARGET_METRICS = frozenset({"accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall",
+                            "worst_group_accuracy", "worst_group_top5_accuracy", "accuracy_test",
                             "class_recall", "recall_disparity"})
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.

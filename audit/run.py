@@ -214,7 +214,8 @@ def _unavailable(probe: Probe, problems: list[tuple[str, AuditError]]) -> AuditE
 
 def _vocabularies(probe: Probe, dspec: DatasetSpec, data: LoadedDataset) -> list[Vocabulary]:
     """The probe's variants that run on this dataset (``dataset.variants`` narrows them)."""
-    vocabs = vocabularies(probe, data.info.class_names, data.info.templates)
+    vocabs = vocabularies(probe, data.info.class_names, data.info.templates,
+                          data.info.extra.get("class_categories"))
     return [v for v in vocabs if dspec.variants is None or v.variant in dspec.variants]
 
 

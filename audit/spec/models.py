@@ -153,6 +153,18 @@ class DatasetSpec(Frozen):
     variants: tuple[str, ...] | None = Field(
         default=None, description="Only these label-set variants run on this dataset (default all)."
     )
+    metadata: tuple[str, ...] = Field(
+        default=(), description="webdataset (wds) only: names of the fields of each sample's "
+        "`npy` metadata vector, in order, e.g. [region, country]; usable as subgroups and target.",
+    )
+    metadata_names: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="wds only: code -> name lists for metadata fields "
+        "(code i is names[i]); the names appear in results and reports.",
+    )
+    class_categories: dict[str, str] = Field(
+        default_factory=dict, description="wds only: category -> class-index ranges of the "
+        "dataset's own class names, e.g. {non_human: '14-17', crime: '18-'}; others are 'class'.",
+    )
 
     _name = field_validator("name")(check_display_name)
 
@@ -173,6 +185,21 @@ class DatasetSpec(Frozen):
             if len(combo) < 2:
                 raise ValueError(f"intersections[{i}] must name at least two columns")
         return v
+
+    @model_validator(mode="after")
+    def _metadata_fields(self) -> DatasetSpec:
+        """With ``metadata`` declared, every column named is one of its fields (or ``target``)."""
+        fields = set(self.metadata)
+        problems = [f"metadata_names.{k}: '{k}' is not a declared metadata field"
+                    for k in self.metadata_names if k not in fields]
+        if fields:
+            used = [*self.subgroups, *(c for combo in self.intersections for c in combo), *self.stratify,
+                    *([self.target] if self.target else [])]
+            problems += [f"column '{c}' is not a metadata field ({', '.join(self.metadata)})"
+                         for c in dict.fromkeys(used) if c not in fields and c != "target"]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class ModelSpec(Frozen):
