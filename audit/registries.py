@@ -21,6 +21,7 @@ DATASETS: Registry[type] = Registry("dataset adapter", {
     "synthetic_fairface": "audit.data.synthetic:SyntheticFairFaceAdapter",
     "demo_world": "audit.demo.adapter:DemoWorldAdapter",
     "wds": "audit.data.wds:WdsAdapter",
+    "facet": "audit.data.facet:FacetAdapter",
 })
 
 #: Metrics: name -> :class:`audit.metrics.base.MetricDef`.
@@ -38,12 +39,16 @@ METRICS: Registry[object] = Registry("metric", {
     "worst_group_accuracy": "audit.metrics.worst_group:WORST_GROUP_ACCURACY",
     "worst_group_top5_accuracy": "audit.metrics.worst_group:WORST_GROUP_TOP5_ACCURACY",
     "accuracy_test": "audit.metrics.worst_group:ACCURACY_TEST",
+    "class_recall": "audit.metrics.person_recall:CLASS_RECALL",
+    "recall_disparity": "audit.metrics.person_recall:RECALL_DISPARITY",
 })
 
 #: More probe cross-checks, contributed by feature modules so that the one loader runs them all:
 #: name -> "module:attr" of ``fn(spec, label_sets: list[LabelSet], resolve) -> list[Problem]``
 #: (``resolve`` turns a path written in the probe into a Path). Must import no torch.
-PROBE_CHECKS: Registry[object] = Registry("probe check", {})
+PROBE_CHECKS: Registry[object] = Registry("probe check", {
+    "associations": "audit.association:check_associations",
+})
 
 #: Metrics that report category rates: the probe must name categories for them. Declared here,
 #: beside the lazy table, so `validate` need not import the metric code (scipy, statsmodels);
@@ -54,7 +59,8 @@ CATEGORY_METRICS = frozenset({
 })
 #: Metrics that need a ground truth (``MetricDef.needs_target``).
 TARGET_METRICS = frozenset({"accuracy", "balanced_accuracy", "top5_accuracy", "mean_per_class_recall",
-                            "worst_group_accuracy", "worst_group_top5_accuracy", "accuracy_test"})
+                            "worst_group_accuracy", "worst_group_top5_accuracy", "accuracy_test",
+                            "class_recall", "recall_disparity"})
 
 #: Gate types: name -> evaluation function in :mod:`audit.gates`.
 GATES: Registry[object] = Registry("gate", {
@@ -65,6 +71,8 @@ GATES: Registry[object] = Registry("gate", {
     "min_accuracy": "audit.gates:eval_min_accuracy",
     "min_effective_robustness": "audit.gates:eval_min_effective_robustness",
     "variant_no_increase": "audit.gates:eval_variant_no_increase",
+    "max_association": "audit.gates:eval_max_association",
+    "max_recall_disparity": "audit.gates:eval_max_recall_disparity",
     "no_regression": "audit.gates:eval_no_regression",
 })
 

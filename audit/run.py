@@ -261,6 +261,11 @@ def _run_model(ctx: _Context, mspec: ModelSpec, datasets: list[tuple[DatasetSpec
 
             out.retrieval.append(retrieval_rows(ctx.probe, dspec, data, scorer.info.name, space[1], space[0],
                                                 feats.rows, ctx.probe.spec.base_variant))
+        if ctx.probe.spec.associations and space is not None:  # extra metric rows, like retrieval's
+            from audit.association import association_rows
+
+            out.retrieval.append(association_rows(ctx.probe, dspec, data, scorer.info.name, space[1], space[0],
+                                                  feats.rows, ctx.probe.spec.base_variant))
         for vocab in vocabs:
             scores = scorer.scores(feats, vocab)
             out.prompts_encoded += scores.prompts_encoded

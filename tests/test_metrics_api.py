@@ -50,6 +50,7 @@ def test_results_have_exactly_the_contract_columns_and_no_unflagged_nan() -> Non
         "pairwise_test", "variant_change", "template_sensitivity", "accuracy",
         "balanced_accuracy", "top5_accuracy", "mean_per_class_recall",
         "worst_group_accuracy", "worst_group_top5_accuracy", "accuracy_test",
+        "class_recall", "recall_disparity",
     }
     assert set(result.metric) == expected
     unexplained = result[result["value"].isna() & (result["flag"] == "")]

@@ -6,6 +6,7 @@ The evaluation functions named in :data:`audit.registries.GATES` live here as
 :class:`AuditRun` judges a saved run directory again (``audit check``, the pytest plugin).
 """
 
+from audit.gates.association import eval_max_association, eval_max_recall_disparity
 from audit.gates.disparity import eval_max_disparity
 from audit.gates.evaluators import (
     eval_max_rate,
@@ -41,8 +42,10 @@ __all__ = [
     "GateResult",
     "GateVerdict",
     "Outcome",
+    "eval_max_association",
     "Status",
     "eval_max_disparity",
+    "eval_max_recall_disparity",
     "eval_max_rate",
     "eval_max_retrieval_skew",
     "eval_min_accuracy",

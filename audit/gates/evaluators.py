@@ -36,6 +36,8 @@ _DETAIL: dict[str, Callable[[Any], str]] = {
     "min_effective_robustness": lambda g: g.shift,
     "variant_no_increase": lambda g: f"{g.category} {_by(g.group_col)}, {g.base}->{g.compare}",
     "max_retrieval_skew": lambda g: f"{g.measure}@{g.k} {g.query_set} {_by(g.group_col)}",
+    "max_association": lambda g: g.test,
+    "max_recall_disparity": lambda g: _by(g.group_col),
     "no_regression": lambda g: f"{g.category or g.metric} {_by(g.group_col)}",
 }
 

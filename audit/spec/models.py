@@ -394,6 +394,31 @@ class MaxRetrievalSkewGate(GateBase):
     threshold: float = Field(ge=0, description="Largest allowed skew or NDKL.")
 
 
+class MaxAssociationGate(GateBase):
+    """The effect size (Cohen's d) of an association test must stay at or below a threshold."""
+
+    type: Literal["max_association"] = Field(description="Gate type.")
+    test: str = Field(description="Name of an association test of the probe.")
+    threshold: float = Field(description="Largest acceptable d (0.2 small, 0.5 medium, 0.8 large).")
+    significant_only: bool = Field(
+        default=False, description="Judge only groups whose Holm-adjusted p < stats.alpha."
+    )
+
+
+class MaxRecallDisparityGate(GateBase):
+    """Per person class, the recall difference between two groups must stay below a threshold
+    (FACET-style); judged on |difference| (its interval bound with judge: lower/upper)."""
+
+    JUDGES: ClassVar[str | None] = "recall_disparity"
+
+    type: Literal["max_recall_disparity"] = Field(description="Gate type.")
+    group_col: str = Field(description="A declared subgroup column, e.g. gender_presentation.")
+    threshold: float = Field(ge=0, le=1, description="Largest acceptable |recall difference|.")
+    significant_only: bool = Field(
+        default=False, description="Judge only classes whose Holm-adjusted p < stats.alpha."
+    )
+
+
 class NoRegressionGate(GateBase):
     """No group may get worse than in a baseline run by more than a margin.
 
@@ -428,6 +453,8 @@ GateSpec = Annotated[
         MinAccuracyGate,
         MinEffectiveRobustnessGate,
         VariantNoIncreaseGate,
+        MaxAssociationGate,
+        MaxRecallDisparityGate,
         NoRegressionGate,
     ],
     Field(discriminator="type"),
@@ -435,7 +462,8 @@ GateSpec = Annotated[
 
 GATE_TYPES = (
     "max_retrieval_skew", "max_rate", "max_disparity", "no_significant_difference", "min_accuracy",
-    "min_effective_robustness", "variant_no_increase", "no_regression",
+    "min_effective_robustness", "variant_no_increase", "no_regression", "max_association",
+    "max_recall_disparity",
 )
 
 
@@ -524,6 +552,8 @@ class ProbeSpec(Frozen):
     stats: StatsSpec = Field(default=StatsSpec(), description="Confidence level, minimum group size, bootstrap.")
     gates: tuple[GateSpec, ...] = Field(default=(), description="Release gates judged on the results.")
     retrieval: RetrievalSpec | None = Field(default=None, description="Retrieval-bias audit (optional).")
+    associations: tuple[AssociationSpec, ...] = Field(
+        default=(), description="Embedding association tests (WEAT-style) on the cached embeddings.")
     report: ReportSpec = Field(default=ReportSpec(), description="The rendered report.")
     seed: int = Field(default=0, description="Seed of every random draw (subsampling, bootstrap).")
     batch_size: int = Field(default=64, gt=0, description="Images per batch when embedding.")
@@ -574,3 +604,44 @@ class ProbeSpec(Frozen):
         """The variant others are compared against (see :func:`base_variant`)."""
         return base_variant(list(self.variants))
 
+
+# --------------------------------------------------------------------------- association tests
+
+
+class AttributeSetSpec(Frozen):
+    """An attribute text set of an association test: categories of the probe's label sets, or a
+    label-set file (all its labels). Each text is expanded with the probe's templates."""
+
+    categories: tuple[str, ...] = Field(
+        default=(), description="Categories of the probe's merged label sets, e.g. [crime]."
+    )
+    labels: str | None = Field(
+        default=None, description="A label-set file (relative to the probe) whose texts form the set."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AttributeSetSpec:
+        if bool(self.categories) == (self.labels is not None):
+            raise ValueError("give exactly one of 'categories' (e.g. [crime]) or 'labels' (a label-set file)")
+        return self
+
+
+class AssociationSpec(Frozen):
+    """One association test: do images of a group sit closer to texts A than to texts B than the
+    other images do? Effect size Cohen's d (WEAT), permutation p-value, bootstrap interval."""
+
+    name: str = Field(min_length=1, description="Test name; the 'category' of its metrics.csv rows.")
+    group_col: str = Field(description="A declared subgroup column of the dataset(s).")
+    groups: tuple[str, str] | None = Field(
+        default=None, description="Two named groups X, Y; default: each group against the rest."
+    )
+    a: AttributeSetSpec = Field(description="Attribute set A (s(x) = mean cos to A - mean cos to B).")
+    b: AttributeSetSpec = Field(description="Attribute set B.")
+    alternative: Literal["greater", "less", "two-sided"] = Field(
+        default="greater", description="greater: X is closer to A (relative to B) than Y is."
+    )
+    n_permutations: int = Field(default=10_000, ge=100, description="Random relabellings of the test.")
+    datasets: tuple[str, ...] | None = Field(default=None, description="Only these datasets (names).")
+
+
+ProbeSpec.model_rebuild()
