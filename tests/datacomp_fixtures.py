@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.data.fixtures import draw_swatch, encode
+from audit.testing.fixtures import draw_swatch, encode
 
 DOLLAR_STREET_FIELDS = ("income_ds", "income_meta", "region")
 GEODE_FIELDS = ("region", "country")

@@ -30,7 +30,7 @@ report: {{enabled: false}}
 
 @pytest.mark.slow  # two real runs (about 30 s on 2 idle cores)
 def test_run_with_baseline_judges_no_regression(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from audit.data.fixtures import write_fairface_dir
+    from audit.testing.fixtures import write_fairface_dir
 
     source = write_fairface_dir(tmp_path / "ff", n=16, seed=1, size=16)
     probe = tmp_path / "probe.yaml"
