@@ -67,6 +67,9 @@ def print_summary(probe: Probe, outcome: RunOutcome) -> None:
     if outcome.gate_results:
         print("\ngates (details: gates.json, or python -m audit check RUN_DIR):")
         print("\n".join(gate_lines(outcome.gate_results)))
+        from audit.gates import verdict
+
+        print(f"verdict: {verdict(outcome.gate_results)}")  # type: ignore[arg-type]
     for name, why in outcome.model_failures.items():
         print(f"\nmodel {name} failed to load:\n{why}")
     skipped = outcome.skipped_images

@@ -24,7 +24,7 @@ import torch
 
 from audit.cache import digest
 from audit.errors import DataError, UserError
-from audit.models.base import ModelInfo, l2_normalize, read_info, write_info
+from audit.models.base import LazyWeights, ModelInfo, l2_normalize
 from audit.models.ids import OPEN_CLIP_CONFIG, TRANSFORMERS_CONFIG, ModelIdError, check_model_id, parse_model_id
 from audit.models.openclip import OpenClipModel, _file_digest, hub_reachable, pick_device, pick_precision
 
@@ -197,7 +197,7 @@ def _scale_and_bias(model: Any, model_id: str) -> tuple[float, float | None]:
     return scale, None if bias is None else float(bias.detach().float().reshape(-1)[0])
 
 
-class TransformersModel:
+class TransformersModel(LazyWeights):
     """A transformers dual encoder with its own image processor, tokenizer, logit_scale and bias.
 
     Implements :class:`audit.models.base.ImageTextModel` like
@@ -219,43 +219,7 @@ class TransformersModel:
                               None if info_cache is None else Path(info_cache) / "digests")
         self._loaded: tuple[Any, _Preprocess, Any, dict[str, Any]] | None = None
         pinned = info_cache is not None and self._target.resolved is not None
-        self._card = Path(info_cache) / f"{self._card_key()}.json" if pinned and info_cache else None
-        known = None if self._card is None else read_info(self._card, id=model_id, name=self._name)
-        self.info = known or self._load()
-        if known is None and self._card is not None:
-            write_info(self._card, self.info)
-
-    @property
-    def model(self) -> Any:
-        return self._ensure_loaded()[0]
-
-    @property
-    def preprocess(self) -> _Preprocess:
-        return self._ensure_loaded()[1]
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._ensure_loaded()[2]
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the weights are in memory (not yet, after a cached info, until first use)."""
-        return self._loaded is not None
-
-    @property
-    def precision(self) -> str:
-        return self.info.precision
-
-    def _ensure_loaded(self) -> tuple[Any, _Preprocess, Any, dict[str, Any]]:
-        if self._loaded is None:
-            fresh = self._load()
-            if (fresh.cache_key, fresh.logit_scale, fresh.logit_bias) != (
-                    self.info.cache_key, self.info.logit_scale, self.info.logit_bias):
-                raise DataError(f"model '{self._id}' no longer matches its cached description {self._card} "
-                                "(its cache key, logit scale or logit bias changed)",
-                                fix=f"delete {self._card} and re-run")
-        assert self._loaded is not None
-        return self._loaded
+        self._init_info(Path(info_cache) / f"{self._card_key()}.json" if pinned and info_cache else None)
 
     def _card_key(self) -> str:
         import importlib.metadata as md

@@ -23,7 +23,7 @@ import torch
 
 from audit.cache import digest
 from audit.errors import AuditError, DataError, UserError
-from audit.models.base import ModelInfo, l2_normalize, read_info, write_info
+from audit.models.base import LazyWeights, ModelInfo, l2_normalize
 from audit.models.building import local_seed, quiet_random_init, skip_random_init
 from audit.models.catalog import architectures, pretrained_tags
 from audit.models.text_trim import SELF_CHECK_RTOL, self_check, trimmed_text_encoder
@@ -180,7 +180,7 @@ class _Target:
     tag: bool = False         # ``pretrained`` is a tag, resolved to a local file when loading
 
 
-class OpenClipModel:
+class OpenClipModel(LazyWeights):
     """An open_clip model with its own preprocessing, tokenizer, logit_scale and logit_bias.
 
     With ``info_cache`` (a directory) the model's :class:`ModelInfo` is kept there once the model
@@ -203,11 +203,7 @@ class OpenClipModel:
                                    memo=None if info_cache is None else Path(info_cache) / "digests")
         self._model_name = self._target.model_name
         self._loaded: tuple[Any, Any, Any, Callable[[torch.Tensor], torch.Tensor]] | None = None
-        self._card = None if info_cache is None else Path(info_cache) / f"{self._card_key()}.json"
-        known = None if self._card is None else read_info(self._card, id=model_id, name=self._name)
-        self.info = known or self._load()
-        if known is None and self._card is not None:
-            write_info(self._card, self.info)
+        self._init_info(None if info_cache is None else Path(info_cache) / f"{self._card_key()}.json")
 
     @classmethod
     def check_available(cls, model_id: str, *, seed: int = 0,
@@ -217,38 +213,6 @@ class OpenClipModel:
         target = cls._parse(model_id, seed, resolve or (lambda p: Path(p).expanduser().resolve()), hashing=False)
         if target.tag:
             resolve_pretrained_tag(target.model_name, str(target.pretrained), model_id)
-
-    @property
-    def model(self) -> Any:
-        return self._ensure_loaded()[0]
-
-    @property
-    def preprocess(self) -> Any:
-        return self._ensure_loaded()[1]
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._ensure_loaded()[2]
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the weights are in memory (not yet, after a cached info, until first use)."""
-        return self._loaded is not None
-
-    @property
-    def precision(self) -> str:
-        return self.info.precision
-
-    def _ensure_loaded(self) -> tuple[Any, Any, Any, Callable[[torch.Tensor], torch.Tensor]]:
-        if self._loaded is None:
-            fresh = self._load()
-            if (fresh.cache_key, fresh.logit_scale, fresh.logit_bias) != (
-                    self.info.cache_key, self.info.logit_scale, self.info.logit_bias):
-                raise DataError(f"model '{self._id}' no longer matches its cached description {self._card} "
-                                "(its cache key, logit scale or logit bias changed)",
-                                fix=f"delete {self._card} and re-run")
-        assert self._loaded is not None
-        return self._loaded
 
     def _load(self) -> ModelInfo:
         import open_clip
