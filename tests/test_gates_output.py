@@ -93,8 +93,9 @@ def test_gates_json_shape(tmp_path: Path, target: str) -> None:
     path = write_gates_json(tmp_path if target == "dir" else tmp_path / GATES, rs)
     assert path == tmp_path / GATES
     doc = json.loads(path.read_text())
-    assert set(doc) == {"format_version", "exit_code", "passed", "summary", "verdicts", "results"}
+    assert set(doc) == {"format_version", "exit_code", "passed", "verdict", "summary", "verdicts", "results"}
     assert (doc["format_version"], doc["exit_code"], doc["passed"]) == (FORMAT_VERSION, 1, False)
+    assert doc["verdict"] == verdict(rs) == "failed: 1 gate"
     assert doc["verdicts"] == [{
         "gate_id": "max_rate[crime by race]#0", "gate_index": 0, "type": "max_rate", "severity": "fail",
         "model": "m", "variant": "default", "status": "fail", "passed": False, "outcome": "fail", "groups": 2,

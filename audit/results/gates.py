@@ -69,6 +69,9 @@ class GatesFile(BaseModel):
     format_version: str = Field(FORMAT_VERSION, description="Run-directory format version.")
     exit_code: int = Field(description="0 all fail-severity gates pass, 1 otherwise.")
     passed: bool | None = Field(None, description="exit_code == 0.")
+    verdict: str | None = Field(None, description="The overall verdict line shown in the console, report and "
+                                "model card: 'passed', 'passed with N warnings' or 'failed: N gates' "
+                                "(audit.gates.verdict); absent in files written before it existed.")
     summary: dict[str, Any] = Field(default_factory=dict, description="Counts per status and outcome.")
     verdicts: list[GateVerdictRecord] = Field(default_factory=list, description="One per gate x model x variant.")
     results: list[GateResultRecord] = Field(default_factory=list, description="One per gate x model x variant x group.")
