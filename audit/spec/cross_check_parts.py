@@ -74,8 +74,10 @@ def _column_problems(ds: DatasetSpec, where: str, known: tuple[str, ...] | None)
         available = sorted(set(known) | set(ds.columns))
         for j, col in enumerate(ds.subgroups):
             if col not in available:
+                close = did_you_mean(col, available) if col else ""
+                close = close if close.startswith(" --") else ""  # the column list follows anyway
                 out.append(Problem(f"{where}.subgroups[{j}]", f"column '{col}' is not in dataset {ds.adapter}"
-                                   f"{did_you_mean(col, available)} (columns: {', '.join(available)})"))
+                                   f"{close} (columns: {', '.join(available)})"))
         if ds.target is not None and ds.target not in available:
             out.append(Problem(f"{where}.target", f"column '{ds.target}' is not in dataset {ds.adapter}"
                                f"{did_you_mean(ds.target, available)}"))
