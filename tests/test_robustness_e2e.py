@@ -514,3 +514,22 @@ def test_two_models_are_compared_with_an_interval(world: tuple[Path, dict[str, P
     assert set(compare["dataset"]) == {"imagenet_v2", "imagenet_sketch", "imagenet_r", "imagenet_a", "objectnet"}
     assert (compare["model_a"] == PLANTED).all() and (compare["model_b"] == "planted_classes:v2").all()
     assert (compare["difference"] == 0).all() and (compare["more_robust"] == "undecided").all()
+
+    # `audit compare`: the same two models as base and new of one run, and each model against
+    # itself across two runs, paired on the same images; effective robustness as in the run
+    from audit.compare.output import compare_main
+
+    out = root / "cmp_models"
+    assert compare_main(run.dir, base_model=PLANTED, new_model="planted_classes:v2", out=out,
+                        stream=io.StringIO()) == 0
+    across = pd.read_csv(out / "robustness_comparison.csv")
+    assert (across["model_a"] == f"base: {PLANTED}").all() and (across["model_b"] == "new: planted_classes:v2").all()
+    assert across["paired"].all() and (across["difference"] == 0).all()
+    merged = across.merge(compare, on="dataset", suffixes=("", "_run"))
+    assert len(merged) == 5 and (merged["eff_rob_a"] == merged["eff_rob_a_run"]).all()
+    out2 = root / "cmp_runs"
+    assert compare_main(run.dir, run.dir, out=out2, stream=io.StringIO()) == 0
+    itself = pd.read_csv(out2 / "robustness_comparison.csv")
+    assert sorted(set(itself["model_a"])) == [f"base: {PLANTED}", "base: planted_classes:v2"]
+    assert itself["paired"].all() and (itself["difference"] == 0).all()
+    assert ((itself["diff_low"] == 0) & (itself["diff_high"] == 0)).all()  # same images, same model

@@ -13,7 +13,7 @@ from typing import TextIO
 import pandas as pd
 
 from audit.compare.core import FLAG_IMPROVEMENT, FLAG_REGRESSION
-from audit.compare.runs import compare_runs, model_pairs
+from audit.compare.runs import compare_runs, model_pairs, robustness_comparison
 from audit.errors import EXIT_OK
 from audit.fileio import atomic_write, make_dirs
 from audit.gates.result import GateResult, exit_code, verdicts
@@ -22,6 +22,7 @@ from audit.spec.models import ProbeSpec
 
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_HTML = "comparison.html"
+ROBUSTNESS_COMPARISON_CSV = "robustness_comparison.csv"
 #: Rows drawn in the forest plot (regressions first, then by size of the change).
 MAX_PLOTTED = 40
 
@@ -143,6 +144,10 @@ def compare_main(base_dir: str | Path, new_dir: str | Path | None = None, *, out
     title = f"{policy.name}: {base.path.name} -> {judged.path.name}"
     page = comparison_html(table, results, title)
     atomic_write(folder / COMPARISON_HTML, lambda p: p.write_text(page, encoding="utf-8"))
+    robustness = robustness_comparison(base, new, policy, base_model=base_model, new_model=new_model)
+    if robustness is not None:
+        write_csv(folder / ROBUSTNESS_COMPARISON_CSV, robustness)
+        print(f"effective robustness, new - base: {folder / ROBUSTNESS_COMPARISON_CSV}", file=stream)
     if junit is not None:
         write_junit(junit, results, suite=f"audit.compare.{policy.name}")
     for line in verdict_lines(table, results):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from audit.compare.core import COMPARISON_COLUMNS, Side, compare_sides
@@ -53,6 +54,40 @@ def _only(run: RunDir) -> str:
         raise UserError(f"{run.path} has {len(models)} models ({', '.join(models)}); name one",
                         fix="pass both --base-model and --new-model")
     return models[0]
+
+
+def robustness_comparison(base: RunDir, new: RunDir | None, spec: ProbeSpec, *, base_model: str | None = None,
+                          new_model: str | None = None) -> pd.DataFrame | None:
+    """Effective robustness of each compared pair (``robustness_comparison.csv``), for robustness
+    probes: per shift, ``difference`` = ER(base) - ER(new) (``robustness_compare.csv``'s
+    convention, model_a minus model_b) with a bootstrap interval over the baseline models and, when
+    both sides scored the same images (same dataset fingerprints), paired over those images
+    (:func:`audit.robustness.compare_models`); None for other probes.
+
+    The models appear as ``base: NAME`` (``model_a``) and ``new: NAME`` (``model_b``), so a model
+    compared with itself across two runs stays two models.
+    """
+    if spec.kind != "robustness":
+        return None
+    from audit.robustness.run_tables import compare_all_models, shift_names
+
+    names = shift_names(spec)
+    frames = []
+    for pair_rng, (b, n) in zip(np.random.default_rng(spec.seed).spawn(1000),
+                                model_pairs(base, new, base_model, new_model)):
+        metrics, predictions = [], []
+        for side, tag in ((b, "base"), (n, "new")):
+            label = f"{tag}: {side.model}"
+            metrics.append(side.metrics[side.metrics["model"] == side.model].assign(model=label))
+            preds = side.predictions()
+            predictions.append(preds[preds["model"] == side.model].assign(model=label))
+        paired = all(b.fingerprints.get(d) is not None and b.fingerprints.get(d) == n.fingerprints.get(d)
+                     for d in names)
+        table = compare_all_models(pd.concat(metrics, ignore_index=True), pd.concat(predictions, ignore_index=True),
+                                   names, spec, pair_rng, paired=paired)
+        if table is not None:
+            frames.append(table.assign(paired=paired))
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def stats_of(run: RunDir) -> StatsSpec:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audit.spec import Probe
+from audit.spec import Probe, ProbeSpec
 
 
-def shift_names(probe: Probe) -> dict[str, str]:
+def shift_names(spec: ProbeSpec) -> dict[str, str]:
     """One dataset per robustness name: the first of each adapter (e.g. of two ObjectNet modes),
     as ``{display name: adapter}``."""
     first: dict[str, str] = {}
-    for d in probe.spec.datasets:
+    for d in spec.datasets:
         first.setdefault(d.adapter, d.display_name)
     return {name: adapter for adapter, name in first.items()}
 
@@ -28,20 +28,20 @@ def run_robustness(metrics: pd.DataFrame, predictions: pd.DataFrame, probe: Prob
     on ImageNet, ``robustness_compare.csv`` (or None)."""
     from audit.robustness import robustness_from_metrics
 
-    names = shift_names(probe)
+    names = shift_names(probe.spec)
     table = robustness_from_metrics(metrics[metrics["dataset"].isin(set(names))], dataset_names=names,
                                     n_bootstrap=probe.spec.stats.n_bootstrap, rng=rng)
-    return table, compare_all_models(metrics, predictions, names, probe, compare_rng)
+    return table, compare_all_models(metrics, predictions, names, probe.spec, compare_rng)
 
 
 def compare_all_models(metrics: pd.DataFrame, predictions: pd.DataFrame, names: dict[str, str],
-                       probe: Probe, rng: np.random.Generator) -> pd.DataFrame | None:
+                       spec: ProbeSpec, rng: np.random.Generator, *, paired: bool = True) -> pd.DataFrame | None:
     """Which model is more robust, per shift and pair of models, with an interval on the difference
-    of effective robustness (bootstrap over baseline models and, paired, over images). Every pair
-    gets its own stream spawned from ``rng``."""
+    of effective robustness (bootstrap over baseline models and, when ``paired`` (the models
+    scored the same images), over the images). Every pair gets its own stream spawned from ``rng``."""
     from audit.robustness import compare_models
 
-    base = probe.spec.base_variant
+    base = spec.base_variant
     acc = metrics[(metrics["metric"] == "accuracy") & (metrics["group_col"] == "overall")
                   & (metrics["variant"] == base) & metrics["dataset"].isin(list(names))]
     rows = acc.assign(dataset=acc["dataset"].map(names))[["model", "dataset", "value"]].rename(columns={"value": "top1"})
@@ -52,7 +52,8 @@ def compare_all_models(metrics: pd.DataFrame, predictions: pd.DataFrame, names: 
     correct = preds.assign(dataset=preds["dataset"].map(names))[["dataset", "model", "image_id", "correct"]]
     pairs = [(a, b) for i, a in enumerate(with_imagenet) for b in with_imagenet[i + 1:]]
     frames = [
-        compare_models(rows, a, b, correct=correct, n_bootstrap=probe.spec.stats.n_bootstrap, rng=pair_rng)
+        compare_models(rows, a, b, correct=correct if paired else None, n_bootstrap=spec.stats.n_bootstrap,
+                       rng=pair_rng)
         for (a, b), pair_rng in zip(pairs, rng.spawn(len(pairs)))
     ]
     return pd.concat(frames, ignore_index=True)
