@@ -88,7 +88,7 @@ def model_index(run: RunData) -> list[dict[str, Any]]:
             if rob is not None:
                 for _, r in rob[(rob["model"] == model) & (rob["dataset"] == name)].iterrows():
                     metrics.append({"type": "effective_robustness",
-                                    "value": round(float(r["effective_robustness"]), POINT_DECIMALS),
+                                    "value": round(float(r["effective_robustness_pts"]), POINT_DECIMALS),
                                     "name": "Effective robustness (accuracy points)"})
             if not metrics:
                 continue
@@ -168,9 +168,9 @@ def _robustness_table(run: RunData) -> pd.DataFrame:
     if "variant" in rob:
         rob = rob[rob["variant"].astype(str) == pick_variant(run.metrics, "accuracy", None)]
     cell = [f"{v:+.1f}" + (f" ({lo:+.1f} to {hi:+.1f})" if pd.notna(lo) and pd.notna(hi) else "")
-            for v, lo, hi in zip(rob["effective_robustness"],
-                                 rob.get("eff_rob_low", pd.Series(float("nan"), index=rob.index)),
-                                 rob.get("eff_rob_high", pd.Series(float("nan"), index=rob.index)))]
+            for v, lo, hi in zip(rob["effective_robustness_pts"],
+                                 rob.get("eff_rob_low_pts", pd.Series(float("nan"), index=rob.index)),
+                                 rob.get("eff_rob_high_pts", pd.Series(float("nan"), index=rob.index)))]
     wide = rob.assign(cell=cell).pivot_table(index="model", columns="dataset", values="cell",
                                              aggfunc="first", sort=False)
     return wide.reset_index().rename_axis(columns=None)

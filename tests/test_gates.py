@@ -326,8 +326,8 @@ def test_min_accuracy_reads_the_named_metric_on_each_listed_dataset() -> None:
 
 
 def robustness(**extra: Any) -> pd.DataFrame:
-    row = {"model": MODEL, "dataset": "imagenet_r", "top1": 0.451, "baseline_top1": 0.419,
-           "effective_robustness": 3.2, "relative_robustness": -20.0, **extra}
+    row = {"model": MODEL, "dataset": "imagenet_r", "top1_pts": 45.1, "baseline_top1_pts": 41.9,
+           "effective_robustness_pts": 3.2, "relative_robustness_pts": -20.0, **extra}
     return pd.DataFrame([row])
 
 
@@ -336,7 +336,7 @@ def robustness(**extra: Any) -> pd.DataFrame:
     ("upper", 5.0, "pass"),
 ])
 def test_min_effective_robustness(judge: str, threshold: float, outcome: str) -> None:
-    c = ctx([], robustness(eff_rob_low=1.1, eff_rob_high=5.3), models=(MODEL,))
+    c = ctx([], robustness(eff_rob_low_pts=1.1, eff_rob_high_pts=5.3), models=(MODEL,))
     [r] = run(gate(type="min_effective_robustness", shift="imagenet_r", threshold=threshold, judge=judge), c)
     assert (r.outcome, r.dataset, r.variant, r.n) == (outcome, "imagenet_r", "default", None)
     if (judge, threshold) == ("lower", 1.5):
@@ -348,7 +348,7 @@ def test_effective_robustness_without_bound_columns_says_the_bound_is_unavailabl
     c = ctx([], robustness(), models=(MODEL,))
     [r] = run(gate(type="min_effective_robustness", shift="imagenet_r", threshold=0, judge="lower"), c)
     assert r.outcome == "error"
-    assert "its lower bound is unavailable (robustness.csv has no eff_rob_low column)" in r.message
+    assert "its lower bound is unavailable (robustness.csv has no eff_rob_low_pts column)" in r.message
     [point] = run(gate(type="min_effective_robustness", shift="imagenet_r", threshold=0), c)
     assert point.outcome == "pass"
 
@@ -362,8 +362,16 @@ def test_effective_robustness_missing_rows_are_errors(table: pd.DataFrame | None
     assert r.outcome == "error" and text in r.message
 
 
+def test_effective_robustness_reads_the_pts_column_only() -> None:
+    # the unit-less names of format-1 runs are mapped by the run-directory reader, not here
+    old = robustness().rename(columns={"effective_robustness_pts": "effective_robustness"})
+    [r] = run(gate(type="min_effective_robustness", shift="imagenet_r", threshold=0), ctx([], old, models=(MODEL,)))
+    assert r.outcome == "error"
+    assert "robustness.csv lacks column(s) effective_robustness_pts" in r.message
+
+
 def test_effective_robustness_per_variant_column() -> None:
-    table = pd.concat([robustness(variant="default"), robustness(variant="other", effective_robustness=-2.0)])
+    table = pd.concat([robustness(variant="default"), robustness(variant="other", effective_robustness_pts=-2.0)])
     c = ctx([], table, models=(MODEL,), variants=("default", "other"))
     results = run(gate(type="min_effective_robustness", shift="imagenet_r", threshold=0), c)
     assert [(r.variant, r.outcome) for r in results] == [("default", "pass"), ("other", "fail")]

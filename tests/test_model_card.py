@@ -100,7 +100,7 @@ def test_robustness_card(tmp_path: Path) -> None:
     index = _index(card)
     rob = pd.read_csv(run_dir / ROBUSTNESS)
     for model in MODELS:
-        want = sorted(round(v, POINT_DECIMALS) for v in rob.loc[rob["model"] == model, "effective_robustness"])
+        want = sorted(round(v, POINT_DECIMALS) for v in rob.loc[rob["model"] == model, "effective_robustness_pts"])
         assert sorted(_metrics_of(index, model, "effective_robustness")) == pytest.approx(want, abs=1e-12)
         entry = next(e for e in index if e["name"] == model)
         assert [r["dataset"]["name"] for r in entry["results"]][0] == "imagenet"

@@ -146,13 +146,13 @@ def test_robustness_figures(rob: RunData) -> None:
     r = rob.robustness.set_index(["model", "dataset"])
     shift = ax.get_title().split(" ")[0]
     for model, (x, y) in audited.items():
-        assert y == pytest.approx(r.loc[(model, shift), "top1"])
-        if "imagenet_top1" in r:
-            assert x == pytest.approx(r.loc[(model, shift), "imagenet_top1"])
+        assert y == pytest.approx(r.loc[(model, shift), "top1_pts"] / 100)  # points in the file
+        if "imagenet_top1_pts" in r:
+            assert x == pytest.approx(r.loc[(model, shift), "imagenet_top1_pts"] / 100)
     bars = plot_effective_robustness(rob)
     _labelled(bars)
     heights = sorted(p.get_height() for p in bars.axes[0].patches)
-    assert heights == pytest.approx(sorted(rob.robustness["effective_robustness"]))
+    assert heights == pytest.approx(sorted(rob.robustness["effective_robustness_pts"]))
 
 
 def test_tables_format_the_metrics(fair: RunData) -> None:

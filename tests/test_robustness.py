@@ -126,31 +126,46 @@ def test_columns_and_order(paper_table: pd.DataFrame) -> None:
     assert list(paper_table["dataset"]) == list(SHIFTS) * 2
 
 
+def test_one_unit_per_table_named_in_every_column(paper_table: pd.DataFrame) -> None:
+    # issue 16: every accuracy or robustness number is in points and says so; the fit's
+    # logit-space slope/intercept and its r and n have no accuracy unit
+    unitless = {"fit_slope", "fit_intercept", "fit_r", "fit_n"}
+    numeric = [c for c in paper_table.columns if pd.api.types.is_numeric_dtype(paper_table[c])]
+    assert {c for c in numeric if not c.endswith("_pts")} == unitless
+    pts = paper_table[[c for c in numeric if c.endswith("_pts") and "top1" in c]]
+    assert ((pts > 1) & (pts <= 100)).all().all()  # points, not fractions
+
+
 def test_numbers_match_a_hand_computation(paper_table: pd.DataFrame) -> None:
     for row in paper_table.itertuples():
         slope, intercept, r, n = hand_fit(row.dataset)
         x = PAPER[row.model]["imagenet"] / 100
         y = PAPER[row.model][row.dataset] / 100
         pred = hand_expit(intercept + slope * hand_logit(x))
-        assert row.baseline_top1 == pytest.approx(pred, abs=1e-12)
-        assert row.effective_robustness == pytest.approx(100 * (y - pred), abs=1e-9)
-        assert row.relative_robustness == pytest.approx(100 * (y - x), abs=1e-9)
+        # one unit for the whole table: accuracy points
+        assert row.top1_pts == pytest.approx(100 * y, abs=1e-9)
+        assert row.imagenet_top1_pts == pytest.approx(100 * x, abs=1e-9)
+        assert row.baseline_top1_pts == pytest.approx(100 * pred, abs=1e-10)
+        assert row.effective_robustness_pts == pytest.approx(100 * (y - pred), abs=1e-9)
+        assert row.effective_robustness_pts == pytest.approx(row.top1_pts - row.baseline_top1_pts, abs=1e-9)
+        assert row.relative_robustness_pts == pytest.approx(100 * (y - x), abs=1e-9)
         assert (row.fit_slope, row.fit_intercept, row.fit_r, row.fit_n) == pytest.approx(
             (slope, intercept, r, n), abs=1e-10)
-        assert row.eff_rob_low <= row.effective_robustness <= row.eff_rob_high
+        assert row.eff_rob_low_pts <= row.effective_robustness_pts <= row.eff_rob_high_pts
+        assert row.eff_rob_baseline_low_pts <= row.effective_robustness_pts <= row.eff_rob_baseline_high_pts
 
 
 def test_clip_paper_model_is_effectively_robust_on_every_shift(paper_table: pd.DataFrame) -> None:
     clip = paper_table[paper_table["model"] == "clip-vit-l14-336"].set_index("dataset")
-    assert (clip["effective_robustness"] > 5).all()
-    assert (clip["eff_rob_low"] > 0).all()
-    assert clip.loc["imagenet_r", "effective_robustness"] > 40
-    assert clip.loc["imagenet_a", "effective_robustness"] > 60
+    assert (clip["effective_robustness_pts"] > 5).all()
+    assert (clip["eff_rob_low_pts"] > 0).all()
+    assert clip.loc["imagenet_r", "effective_robustness_pts"] > 40
+    assert clip.loc["imagenet_a", "effective_robustness_pts"] > 60
 
 
 def test_standard_resnet101_sits_on_the_line(paper_table: pd.DataFrame) -> None:
     rn = paper_table[paper_table["model"] == "resnet101"].set_index("dataset")
-    assert (rn["effective_robustness"].abs() < 5).all()
+    assert (rn["effective_robustness_pts"].abs() < 5).all()
     assert rn.loc["imagenet_a", "note"].startswith(NOTE_LOW_R.split("{")[0])
     assert "two pieces" in rn.loc["imagenet_a", "note"]
     assert rn.loc["imagenet_v2", "note"] == rn.loc["objectnet", "note"] == ""
@@ -162,7 +177,7 @@ def test_low_r_threshold_and_extrapolation_notes() -> None:
     assert clean["fit_r"].to_numpy() == pytest.approx([1, 1])
     assert all("outside the baseline's range 0.550-0.850" in n for n in clean["note"])
     assert not any("low fit r" in n for n in clean["note"])
-    assert clean["eff_rob_low"].isna().all()          # n_bootstrap=0: no band
+    assert clean["eff_rob_low_pts"].isna().all()          # n_bootstrap=0: no band
     noisy = effective_robustness(rows, linear_baseline(noise=0.8), n_bootstrap=0, low_r=0.99)
     assert all("low fit r" in n and "< 0.99" in n for n in noisy["note"])
 
@@ -185,7 +200,7 @@ def test_bootstrap_is_reproducible_and_seeded() -> None:
     b = effective_robustness(rows, n_bootstrap=200, rng=np.random.default_rng(7))
     c = effective_robustness(rows, n_bootstrap=200, rng=8)
     pd.testing.assert_frame_equal(a, b)
-    assert not np.allclose(a["eff_rob_low"], c["eff_rob_low"])
+    assert not np.allclose(a["eff_rob_low_pts"], c["eff_rob_low_pts"])
     pd.testing.assert_frame_equal(effective_robustness(rows, n_bootstrap=50),
                                   effective_robustness(rows, n_bootstrap=50))
 
@@ -224,7 +239,7 @@ def test_compare_clip_with_resnet101() -> None:
     assert tuple(cmp.columns) == COMPARE_COLUMNS
     assert list(cmp["dataset"]) == list(SHIFTS)
     assert (cmp["more_robust"] == "clip-vit-l14-336").all()
-    er = table.set_index(["model", "dataset"])["effective_robustness"]
+    er = table.set_index(["model", "dataset"])["effective_robustness_pts"]
     for row in cmp.itertuples():
         assert row.difference == pytest.approx(
             er[("clip-vit-l14-336", row.dataset)] - er[("resnet101", row.dataset)])
@@ -318,8 +333,8 @@ def test_robustness_from_metrics_equals_the_direct_table() -> None:
     assert list(got["variant"].unique()) == ["default", "short"]
     # metrics.csv carries n (1000 images each): the interval includes the model's sampling error
     want = effective_robustness(long_table(PAPER).assign(n=1000), n_bootstrap=100, rng=0)
-    assert (want["eff_rob_high"] - want["eff_rob_low"] > want["eff_rob_baseline_high"]
-            - want["eff_rob_baseline_low"]).all()
+    assert (want["eff_rob_high_pts"] - want["eff_rob_low_pts"] > want["eff_rob_baseline_high_pts"]
+            - want["eff_rob_baseline_low_pts"]).all()
     default = got[got["variant"] == "default"].drop(columns=["n", "variant"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(default, want)
     assert set(got["model"]) == set(PAPER)

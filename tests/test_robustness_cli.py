@@ -51,10 +51,14 @@ def test_openclip_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert len(got) == len(wide) * len(SHIFTS)
     assert [p.name for p in out.parent.iterdir()] == ["robustness.csv"]   # no temp file left
     openai = got[got["model"] == "ViT-L-14-336:openai"].set_index("dataset")
-    assert (openai["effective_robustness"] > 5).all()
+    assert (openai["effective_robustness_pts"] > 5).all()
     # Zero-shot CLIP-style models are, as a family, above the standard-model line.
-    assert (got.groupby("dataset")["effective_robustness"].median() > 0).all()
+    assert (got.groupby("dataset")["effective_robustness_pts"].median() > 0).all()
     assert got.loc[got["dataset"] == "imagenet_a", "note"].str.contains("low fit r").all()
+    # the input's top1 is a fraction; the output is in points throughout
+    x = long.set_index(["model", "dataset"])["top1"]
+    assert got["top1_pts"].to_numpy() == pytest.approx(
+        [100 * x[(m, d)] for m, d in zip(got["model"], got["dataset"])], abs=1e-9, nan_ok=True)
 
 
 def test_prints_without_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,3 +156,16 @@ def test_bad_baseline(tmp_path: Path) -> None:
     no_shift = write(tmp_path, "model,imagenet\na,0.6\n", "b2.csv")
     err = run_error(write(tmp_path, GOOD), no_shift)
     assert "columns: " + T.BASELINE_NO_SHIFT.format(shifts=", ".join(SHIFTS)) in str(err)
+
+
+def test_input_fractions_output_points(tmp_path: Path) -> None:
+    # issue 16: the input table's top1 is a fraction; robustness.csv is in points throughout
+    out = tmp_path / "robustness.csv"
+    assert robustness_main(write(tmp_path, GOOD), out, None) == EXIT_OK
+    got = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert tuple(got.columns) == ROBUSTNESS_COLUMNS
+    row = got.iloc[0]
+    assert (row.top1_pts, row.imagenet_top1_pts) == pytest.approx((60.0, 70.0))
+    assert row.relative_robustness_pts == pytest.approx(-10.0)
+    assert row.effective_robustness_pts == pytest.approx(row.top1_pts - row.baseline_top1_pts)
+    assert row.eff_rob_low_pts <= row.effective_robustness_pts <= row.eff_rob_high_pts

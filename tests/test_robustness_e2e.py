@@ -333,10 +333,13 @@ def test_robustness_csv_equals_effective_robustness_of_the_runs_accuracies(
         fit = stats.linregress(special.logit(pair["imagenet"]), special.logit(pair[row.dataset]))
         baseline = special.expit(fit.intercept + fit.slope * special.logit(x))
         y = run.overall(row.dataset, "accuracy").value
-        assert row.top1 == y and row.imagenet_top1 == x
-        assert row.effective_robustness == pytest.approx(100 * (y - baseline), abs=1e-9)
-        assert row.relative_robustness == pytest.approx(100 * (y - x), abs=1e-9)
-        assert row.eff_rob_low <= row.effective_robustness <= row.eff_rob_high
+        # robustness.csv is in accuracy points throughout (metrics.csv holds fractions)
+        assert row.top1_pts == pytest.approx(100 * y, abs=1e-9)
+        assert row.imagenet_top1_pts == pytest.approx(100 * x, abs=1e-9)
+        assert row.baseline_top1_pts == pytest.approx(100 * baseline, abs=1e-9)
+        assert row.effective_robustness_pts == pytest.approx(100 * (y - baseline), abs=1e-9)
+        assert row.relative_robustness_pts == pytest.approx(100 * (y - x), abs=1e-9)
+        assert row.eff_rob_low_pts <= row.effective_robustness_pts <= row.eff_rob_high_pts
 
 
 def test_effective_robustness_gate_reads_robustness_csv(run113: Run) -> None:
@@ -344,7 +347,7 @@ def test_effective_robustness_gate_reads_robustness_csv(run113: Run) -> None:
     (result,) = [r for r in gates["results"] if r["type"] == "min_effective_robustness"]
     table = pd.read_csv(run113.dir / "robustness.csv").set_index("dataset")
     assert result["dataset"] == "imagenet_r" and result["model"] == PLANTED
-    assert result["value"] == pytest.approx(table.loc["imagenet_r", "effective_robustness"])
+    assert result["value"] == pytest.approx(table.loc["imagenet_r", "effective_robustness_pts"])
     assert result["severity"] == "warn" and result["threshold"] == 0
     assert run113.code == 0 and gates["exit_code"] == 0
 
@@ -478,7 +481,7 @@ def test_both_objectnet_modes_in_one_probe(world: tuple[Path, dict[str, Path]]) 
     assert run.overall("objectnet_collapse", "accuracy").value == rf.planted_rate(rf.OBJECTNET_PLAN, "correct_collapse")
     table = pd.read_csv(run.dir / "robustness.csv")
     (row,) = table[table.dataset == "objectnet"].itertuples()
-    assert row.top1 == run.overall(loaded.spec.datasets[1].display_name, "accuracy").value
+    assert row.top1_pts == pytest.approx(100 * run.overall(loaded.spec.datasets[1].display_name, "accuracy").value)
 
 
 def test_validate_rejects_an_unknown_shift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

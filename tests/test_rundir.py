@@ -172,3 +172,55 @@ def test_json_schemas_are_published() -> None:
 
     assert "files" in M.model_json_schema()["properties"]
     assert "results" in G.model_json_schema()["properties"]
+
+
+# robustness.csv as a format-1 run wrote it: top-1s as fractions, no unit in the names
+V1_ROBUSTNESS = (
+    "model,dataset,top1,baseline_top1,effective_robustness,relative_robustness,imagenet_top1,"
+    "eff_rob_low,eff_rob_high,eff_rob_baseline_low,eff_rob_baseline_high,fit_slope,fit_intercept,"
+    "fit_r,fit_n,note\n"
+    "m,imagenet_r,0.451,0.419,3.2,-20.0,0.651,1.1,5.3,2.0,4.4,0.8,-0.5,0.9,100,\n"
+)
+
+
+def _as_version_1(run: Path) -> None:
+    manifest = json.loads((run / MANIFEST).read_text())
+    manifest["format_version"] = "1"
+    del manifest["files"]
+    (run / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_version_1_robustness_is_read_in_points_with_unit_names(run: Path) -> None:
+    from audit.results import ROBUSTNESS
+
+    (run / ROBUSTNESS).write_text(V1_ROBUSTNESS)
+    _as_version_1(run)
+    rob = read_run(run).robustness
+    assert rob is not None
+    assert list(rob.columns) == [
+        "model", "dataset", "top1_pts", "baseline_top1_pts", "effective_robustness_pts",
+        "relative_robustness_pts", "imagenet_top1_pts", "eff_rob_low_pts", "eff_rob_high_pts",
+        "eff_rob_baseline_low_pts", "eff_rob_baseline_high_pts", "fit_slope", "fit_intercept",
+        "fit_r", "fit_n", "note"]
+    row = rob.iloc[0]
+    # the fractions became points; the robustness columns were points already
+    assert (row.top1_pts, row.baseline_top1_pts, row.imagenet_top1_pts) == pytest.approx((45.1, 41.9, 65.1))
+    assert (row.effective_robustness_pts, row.relative_robustness_pts) == pytest.approx((3.2, -20.0))
+    assert (row.eff_rob_low_pts, row.eff_rob_high_pts) == pytest.approx((1.1, 5.3))
+    assert (row.eff_rob_baseline_low_pts, row.eff_rob_baseline_high_pts) == pytest.approx((2.0, 4.4))
+    assert (row.fit_slope, row.fit_r, row.fit_n) == pytest.approx((0.8, 0.9, 100))
+    assert row.note == ""
+
+
+def test_version_2_robustness_is_not_remapped(run: Path) -> None:
+    from audit.errors import DataError
+    from audit.results import ROBUSTNESS
+
+    (run / ROBUSTNESS).write_text(V1_ROBUSTNESS)  # old names in a format-2 run: a broken file
+    with pytest.raises(DataError, match="lacks column.*top1_pts, effective_robustness_pts"):
+        _ = read_run(run).robustness
+    new = V1_ROBUSTNESS.replace("top1,", "top1_pts,").replace("robustness,", "robustness_pts,")
+    new = new.replace("_low,", "_low_pts,").replace("_high,", "_high_pts,")
+    (run / ROBUSTNESS).write_text(new.replace("0.451,0.419", "45.1,41.9").replace("0.651", "65.1"))
+    rob = read_run(run).robustness
+    assert rob is not None and rob.loc[0, "top1_pts"] == 45.1 and rob.loc[0, "eff_rob_high_pts"] == 5.3

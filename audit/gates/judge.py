@@ -11,7 +11,7 @@ max_rate                          category_rate value        ci_low / ci_high   
 max_disparity                     disparity_<measure> value  ci_low / ci_high             <=
 variant_no_increase               variant_change value       ci_low / ci_high (vs margin) <=
 min_accuracy                      <metric> value             ci_low / ci_high             >=
-min_effective_robustness          effective_robustness       eff_rob_low / eff_rob_high   >=
+min_effective_robustness          effective_robustness_pts   eff_rob_low_pts / _high_pts  >=
 no_significant_difference         Holm-adjusted p-value of the ``alternative`` (vs alpha)  >=
 ================================  =========================  ===========================  =====
 

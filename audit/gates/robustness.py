@@ -14,17 +14,19 @@ from audit.spec.models import MinEffectiveRobustnessGate, base_variant
 
 
 #: robustness.csv columns holding each bound of effective robustness.
-ROBUSTNESS_BOUNDS = {"lower": "eff_rob_low", "upper": "eff_rob_high"}
-ROBUSTNESS_REQUIRED = ("model", "dataset", "effective_robustness")
+ROBUSTNESS_BOUNDS = {"lower": "eff_rob_low_pts", "upper": "eff_rob_high_pts"}
+ROBUSTNESS_REQUIRED = ("model", "dataset", "effective_robustness_pts")
 
 
 def eval_min_effective_robustness(gate: MinEffectiveRobustnessGate, ctx: GateContext) -> list[GateResult]:
     """Effective robustness (accuracy points above the baseline fit) on ``gate.shift`` >= threshold.
 
     Effective robustness is higher-is-better: only a value (or bound) below the floor fails.
-    Its bounds (``eff_rob_low``/``eff_rob_high``) include the model's own sampling error as
-    well as the baseline fit's (:func:`audit.robustness.effective.effective_robustness`), so
-    ``judge: lower`` fails a model whose test sets are too small to show the floor is met.
+    It reads robustness.csv's ``effective_robustness_pts`` column; its bounds
+    (``eff_rob_low_pts``/``eff_rob_high_pts``, points like every number there) include the
+    model's own sampling error as well as the baseline fit's
+    (:func:`audit.robustness.effective.effective_robustness`), so ``judge: lower`` fails a model
+    whose test sets are too small to show the floor is met.
 
     robustness.csv carries no n unless it has an ``n`` column, so min_n applies only then. Without
     a ``variant`` column its rows stand for the run's first variant.
@@ -69,14 +71,14 @@ def _judge_robustness(rule: Rule, df: pd.DataFrame, r: Mapping[str, Any], model:
     bound = ROBUSTNESS_BOUNDS.get(rule.gate.judge)
     row = {
         "model": model, "variant": variant, "dataset": getattr(rule.gate, "shift"),
-        "group_col": "overall", "group": "all", "value": r.get("effective_robustness"),
-        "ci_low": r.get("eff_rob_low"), "ci_high": r.get("eff_rob_high"), "n": r.get("n"),
+        "group_col": "overall", "group": "all", "value": r.get("effective_robustness_pts"),
+        "ci_low": r.get("eff_rob_low_pts"), "ci_high": r.get("eff_rob_high_pts"), "n": r.get("n"),
     }
     if bound is not None and bound not in df:
         msg = (f"cannot judge {rule.what}: its {rule.gate.judge} bound is unavailable (robustness.csv has no "
                f"{bound} column); use judge: point or re-run with intervals")
         return rule.result(row, "error", msg)
-    top1, base = num(r.get("top1")), num(r.get("baseline_top1"))
+    top1, base = num(r.get("top1_pts")), num(r.get("baseline_top1_pts"))
     note = f" (top-1 {_pct(top1)} vs baseline fit {_pct(base)})" if top1 is not None and base is not None else ""
     fit_note = r.get("note")
     if isinstance(fit_note, str) and fit_note.strip():
@@ -85,5 +87,6 @@ def _judge_robustness(rule: Rule, df: pd.DataFrame, r: Mapping[str, Any], model:
 
 
 def _pct(x: float) -> str:
-    """Top-1 as a percentage; robustness.csv holds fractions (older tables: points)."""
-    return f"{100 * x if abs(x) <= 1 else x:.1f}%"
+    """Top-1 as a percentage; robustness.csv holds accuracy points (format-1 runs are mapped on
+    reading, :attr:`audit.results.RunDir.robustness`)."""
+    return f"{x:.1f}%"

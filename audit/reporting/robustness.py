@@ -43,22 +43,23 @@ def accuracy_table(run: RunData, metric: str = "accuracy") -> pd.DataFrame:
 
 
 def robustness_table(run: RunData) -> pd.DataFrame:
-    """robustness.csv for reading: accuracies in %, robustness in points with its band."""
+    """robustness.csv for reading: accuracies in %, robustness in points with its band (the file
+    holds accuracy points throughout, ``*_pts``)."""
     df = run.robustness
     if df is None or df.empty:
         return pd.DataFrame()
     out = pd.DataFrame({"model": df["model"], "shift": df["dataset"]})
-    if "imagenet_top1" in df:
-        out["ImageNet top-1"] = df["imagenet_top1"].map(pct)
-    out["shift top-1"] = df["top1"].map(pct)
-    if "baseline_top1" in df:
-        out["baseline top-1"] = df["baseline_top1"].map(pct)
-    out["effective robustness (pts)"] = df["effective_robustness"].map(lambda v: f"{v:+.1f}")
-    if {"eff_rob_low", "eff_rob_high"} <= set(df.columns):
+    if "imagenet_top1_pts" in df:
+        out["ImageNet top-1"] = (df["imagenet_top1_pts"] / 100).map(pct)
+    out["shift top-1"] = (df["top1_pts"] / 100).map(pct)
+    if "baseline_top1_pts" in df:
+        out["baseline top-1"] = (df["baseline_top1_pts"] / 100).map(pct)
+    out["effective robustness (pts)"] = df["effective_robustness_pts"].map(lambda v: f"{v:+.1f}")
+    if {"eff_rob_low_pts", "eff_rob_high_pts"} <= set(df.columns):
         out["95% band (pts)"] = [interval(lo, hi, scale=1.0) for lo, hi in
-                                 zip(df["eff_rob_low"], df["eff_rob_high"])]
-    if "relative_robustness" in df:
-        out["relative robustness (pts)"] = df["relative_robustness"].map(lambda v: f"{v:+.1f}")
+                                 zip(df["eff_rob_low_pts"], df["eff_rob_high_pts"])]
+    if "relative_robustness_pts" in df:
+        out["relative robustness (pts)"] = df["relative_robustness_pts"].map(lambda v: f"{v:+.1f}")
     for col, name in (("fit_r", "fit r"), ("fit_n", "fit n")):
         if col in df:
             out[name] = df[col].map(lambda v: "\u2013" if pd.isna(v) else f"{v:.3g}")
@@ -68,10 +69,11 @@ def robustness_table(run: RunData) -> pd.DataFrame:
 
 
 def _imagenet_top1(run: RunData) -> pd.Series:
-    """ImageNet top-1 per audited model: robustness.csv's column, else metrics.csv's accuracy."""
+    """ImageNet top-1 per audited model (a fraction): robustness.csv's column (points), else
+    metrics.csv's accuracy."""
     rob = base_rows(run)
-    if rob is not None and "imagenet_top1" in rob:
-        return rob.drop_duplicates("model").set_index("model")["imagenet_top1"]
+    if rob is not None and "imagenet_top1_pts" in rob:
+        return rob.drop_duplicates("model").set_index("model")["imagenet_top1_pts"] / 100
     rows = run.rows("accuracy", dataset=IMAGENET, group_col="overall",
                     variant=pick_variant(run.metrics, "accuracy", None))
     return rows.drop_duplicates("model").set_index("model")["value"]
@@ -122,7 +124,9 @@ def _logit_axis(axis: object, lo: float, hi: float) -> None:
 def _scatter_panel(ax: Axes, run: RunData, shift: str, sub: pd.DataFrame, x_of: pd.Series,
                    colors: dict[str, Any]) -> None:
     base = baseline_models(shift)
-    audited = [(r["model"], float(x_of[r["model"]]), float(r["top1"]), r.get("baseline_top1"))
+    # robustness.csv holds points; the logit axes want fractions
+    audited = [(r["model"], float(x_of[r["model"]]), float(r["top1_pts"]) / 100,
+                None if pd.isna(r.get("baseline_top1_pts", np.nan)) else float(r["baseline_top1_pts"]) / 100)
                for _, r in sub.iterrows() if r["model"] in x_of.index and pd.notna(x_of[r["model"]])]
     xs = [a[1] for a in audited] + ([] if base is None else list(base[IMAGENET]))
     ys = [a[2] for a in audited] + ([] if base is None else list(base[shift]))
@@ -207,8 +211,8 @@ def plot_effective_robustness(robustness: pd.DataFrame | RunData | None,
         robustness = base_rows(robustness)
     if robustness is None or robustness.empty:
         return None
-    rows = robustness.rename(columns={"dataset": "group", "effective_robustness": "value",
-                                      "eff_rob_low": "ci_low", "eff_rob_high": "ci_high"})
+    rows = robustness.rename(columns={"dataset": "group", "effective_robustness_pts": "value",
+                                      "eff_rob_low_pts": "ci_low", "eff_rob_high_pts": "ci_high"})
     for col in ("ci_low", "ci_high"):
         if col not in rows:
             rows[col] = np.nan

@@ -95,7 +95,8 @@ def worst_results(gates: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-#: Gate metrics measured in accuracy points.
+#: Gate metrics measured in accuracy points (metric names, as in gates.json; robustness.csv's
+#: columns carry a ``_pts`` suffix instead).
 POINTS = frozenset({"effective_robustness", "relative_robustness"})
 
 

@@ -21,7 +21,7 @@ from audit.results.gates import GatesFile
 from audit.results.manifest import Manifest, changed_files
 from audit.results.schema import (
     GATES, MANIFEST, METRIC_COLUMNS, METRICS, NUMERIC_METRIC_COLUMNS, PREDICTIONS, READABLE_VERSIONS,
-    ROBUSTNESS, ROBUSTNESS_REQUIRED, TEXT_METRIC_COLUMNS,
+    ROBUSTNESS, ROBUSTNESS_REQUIRED, ROBUSTNESS_V1_COLUMNS, ROBUSTNESS_V1_FRACTIONS, TEXT_METRIC_COLUMNS,
 )
 
 _RERUN = "re-run the probe to rewrite it"
@@ -95,6 +95,20 @@ def coerce_metrics(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df
 
 
+def robustness_v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
+    """A format-1 robustness.csv in today's columns: ``top1``, ``baseline_top1`` and
+    ``imagenet_top1`` (fractions) become ``*_pts`` (points, x100); the robustness columns, already
+    in points, gain the ``_pts`` suffix. Columns that already have today's name are left alone,
+    and a top-1 column with a value above 1 (the earliest tables wrote points) is not rescaled."""
+    df = df.copy()
+    for old in ROBUSTNESS_V1_FRACTIONS:
+        if old in df and ROBUSTNESS_V1_COLUMNS[old] not in df:
+            values = pd.to_numeric(df[old], errors="coerce")
+            df[old] = values if (values.abs() > 1).any() else 100.0 * values
+    return df.rename(columns={old: new for old, new in ROBUSTNESS_V1_COLUMNS.items()
+                              if old in df and new not in df})
+
+
 class RunDir:
     """A run directory read through the one reader.
 
@@ -149,7 +163,11 @@ class RunDir:
 
     @cached_property
     def robustness(self) -> pd.DataFrame | None:
-        """``robustness.csv``, or None when the run computed no effective robustness."""
+        """``robustness.csv``, or None when the run computed no effective robustness.
+
+        Every number is in accuracy points, in ``*_pts`` columns; a format-1 run's table (top-1s
+        as fractions, names without the unit) is mapped to that on reading
+        (:func:`robustness_v1_to_v2`)."""
         path = self.path / ROBUSTNESS
         if not path.exists():
             return None
@@ -157,12 +175,14 @@ class RunDir:
             df = pd.read_csv(path, keep_default_na=False, na_values=[""])
         except _TABLE_ERRORS as exc:
             raise DataError(f"cannot read {path}: {exc}", fix=_RERUN) from None
+        if self.manifest.format_version == "1":
+            df = robustness_v1_to_v2(df)
         missing = [c for c in ROBUSTNESS_REQUIRED if c not in df.columns]
         if missing:
             raise DataError(f"{path} lacks column(s) {', '.join(missing)}", fix=_RERUN)
         for col in ("model", "dataset", "note"):
             if col in df:
-                df[col] = df[col].fillna("").astype(str)
+                df[col] = df[col].astype(object).fillna("").astype(str)
         return df
 
     def load_all(self) -> RunDir:
@@ -199,4 +219,4 @@ def read_run(path: str | Path, *need: str) -> RunDir:
     return RunDir(run_dir, read_manifest_file(run_dir / MANIFEST))
 
 
-__all__ = ["RunDir", "check_run_dir", "coerce_metrics", "read_manifest_file", "read_run"]
+__all__ = ["RunDir", "check_run_dir", "coerce_metrics", "read_manifest_file", "read_run", "robustness_v1_to_v2"]

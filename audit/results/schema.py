@@ -47,8 +47,19 @@ NUMERIC_METRIC_COLUMNS = ("n", "value", "ci_low", "ci_high", "p_value")
 TEXT_METRIC_COLUMNS = ("dataset", "model", "variant", "metric", "category", "group_col", "group", "flag")
 
 #: The columns of robustness.csv every reader needs (the writer's full list is
-#: :data:`audit.robustness.ROBUSTNESS_COLUMNS`; older runs may lack the rest).
-ROBUSTNESS_REQUIRED = ("model", "dataset", "top1", "effective_robustness")
+#: :data:`audit.robustness.ROBUSTNESS_COLUMNS`; older runs may lack the rest). Every number in
+#: robustness.csv is in accuracy points, named ``*_pts``.
+ROBUSTNESS_REQUIRED = ("model", "dataset", "top1_pts", "effective_robustness_pts")
+
+#: robustness.csv of a format-1 run: its column names, mapped to today's on reading.
+ROBUSTNESS_V1_COLUMNS = {
+    "top1": "top1_pts", "baseline_top1": "baseline_top1_pts", "imagenet_top1": "imagenet_top1_pts",
+    "effective_robustness": "effective_robustness_pts", "relative_robustness": "relative_robustness_pts",
+    "eff_rob_low": "eff_rob_low_pts", "eff_rob_high": "eff_rob_high_pts",
+    "eff_rob_baseline_low": "eff_rob_baseline_low_pts", "eff_rob_baseline_high": "eff_rob_baseline_high_pts",
+}
+#: Format-1 robustness.csv columns that held fractions (today: points, so scaled by 100).
+ROBUSTNESS_V1_FRACTIONS = ("top1", "baseline_top1", "imagenet_top1")
 
 #: Values of the ``flag`` column.
 FLAG_SMALL_N = "small_n"      # group below stats.min_n: estimate shown, not trusted

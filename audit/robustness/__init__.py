@@ -7,7 +7,8 @@ its own ImageNet accuracy; *relative robustness* is simply shift minus ImageNet 
 
 * :func:`fit_baseline`, :func:`fits_table`, :func:`fit_band` -- the per-shift baseline line,
   its correlation, and a bootstrap band (resampling baseline models) for plots;
-* :func:`effective_robustness` -- the table for a long ``model, dataset, top1`` input;
+* :func:`effective_robustness` -- the table for a long ``model, dataset, top1`` input (top1 a
+  fraction); the table it returns (robustness.csv) is in accuracy points, ``*_pts`` columns;
 * :func:`robustness_from_metrics` -- the same from a run's metrics.csv rows;
 * :func:`compare_models` -- an interval on the difference between two models;
 * :func:`robustness_main`, :func:`add_robustness_parser` -- the ``audit robustness`` command.

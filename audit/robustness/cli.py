@@ -35,8 +35,9 @@ def _flags(note: str) -> str:
                    if any(part.startswith(prefix) for part in note.split("; ")))
 
 
-def _pct(v: float) -> str:
-    return "" if pd.isna(v) else f"{100 * v:.1f}"
+def _acc(v: float) -> str:
+    """An accuracy already in points (robustness.csv's ``*_top1_pts``)."""
+    return "" if pd.isna(v) else f"{v:.1f}"
 
 
 def _pts(v: float) -> str:
@@ -60,11 +61,11 @@ def format_report(table: pd.DataFrame, fits: pd.DataFrame, *, baseline: str, n_b
     lines += [fit_view.to_string(index=False), ""]
     view = pd.DataFrame({
         "model": table["model"], "dataset": table["dataset"],
-        "top1 %": table["top1"].map(_pct), "baseline %": table["baseline_top1"].map(_pct),
-        "eff. rob.": table["effective_robustness"].map(_pts),
+        "top1 %": table["top1_pts"].map(_acc), "baseline %": table["baseline_top1_pts"].map(_acc),
+        "eff. rob.": table["effective_robustness_pts"].map(_pts),
         f"{level:.0%} band": [f"[{_pts(a)}, {_pts(b)}]" if not pd.isna(a) else ""
-                              for a, b in zip(table["eff_rob_low"], table["eff_rob_high"])],
-        "rel. rob.": table["relative_robustness"].map(_pts),
+                              for a, b in zip(table["eff_rob_low_pts"], table["eff_rob_high_pts"])],
+        "rel. rob.": table["relative_robustness_pts"].map(_pts),
         "flags": table["note"].map(_flags),
     })
     lines += ["Robustness (points; eff. rob. = top1 - baseline, rel. rob. = top1 - ImageNet top1)",
@@ -88,7 +89,9 @@ def robustness_main(table: Path, out: Path | None = None, baseline: Path | None 
     Args:
         table: CSV with columns ``model, dataset, top1`` (fractions), one row per model and
             dataset, every model with an ``imagenet`` row.
-        out: where to write the result CSV (atomically); None to only print.
+        out: where to write the result CSV (atomically; columns
+            :data:`~audit.robustness.tables.ROBUSTNESS_COLUMNS`, all numbers in accuracy
+            points); None to only print.
         baseline: a baseline CSV like ``audit/reference/testbed_baseline.csv``; None for the
             shipped testbed standard models.
         n_bootstrap: resamples of the baseline models for the bands.
@@ -120,7 +123,8 @@ def add_robustness_parser(subparsers: Any) -> argparse.ArgumentParser:
         f"{', '.join(SHIFTS)}, against a logit-linear fit over standard ImageNet models.")
     parser.add_argument("table", type=Path,
                         help="CSV with columns model,dataset,top1 (top1 a fraction 0-1)")
-    parser.add_argument("--out", type=Path, default=None, help="write the result CSV here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the result CSV here (accuracy points, *_pts columns)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help=f"baseline CSV (default: {DEFAULT_BASELINE_NAME})")
     parser.add_argument("--n-bootstrap", type=int, default=1000,

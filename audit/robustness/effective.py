@@ -3,16 +3,17 @@
 For a model with ImageNet top-1 ``x`` and shift top-1 ``y``, and the shift's baseline line
 ``f`` (logit-linear, :mod:`audit.robustness.fit`):
 
-* ``baseline_top1 = f(x) = expit(intercept + slope * logit(x))`` -- what a standard ImageNet
-  model as accurate as this one on ImageNet gets on the shift;
-* ``effective_robustness = 100 * (y - f(x))`` -- points above (below) that line;
-* ``relative_robustness = 100 * (y - x)`` -- points gained (lost) from ImageNet to the shift.
+* ``baseline_top1_pts = 100 * f(x)``, ``f(x) = expit(intercept + slope * logit(x))`` -- what a
+  standard ImageNet model as accurate as this one on ImageNet gets on the shift;
+* ``effective_robustness_pts = 100 * (y - f(x))`` -- points above (below) that line;
+* ``relative_robustness_pts = 100 * (y - x)`` -- points gained (lost) from ImageNet to the shift.
 
-The interval on effective robustness (``eff_rob_low``/``eff_rob_high``) combines refitting the
-line on resampled baseline models with the model's own sampling error (its top-1s redrawn from
-the number of images behind them); ``eff_rob_baseline_low``/``_high`` keep the baseline-only
-band (the testbed's). A gate judged on a bound of effective robustness is therefore as honest
-as the test-set size allows.
+The output table is in accuracy points throughout (``top1_pts = 100 * y``); the input ``top1``
+is a fraction. The interval on effective robustness (``eff_rob_low_pts``/``eff_rob_high_pts``)
+combines refitting the line on resampled baseline models with the model's own sampling error
+(its top-1s redrawn from the number of images behind them); ``eff_rob_baseline_low_pts``/
+``_high_pts`` keep the baseline-only band (the testbed's). A gate judged on a bound of effective
+robustness is therefore as honest as the test-set size allows.
 """
 
 from __future__ import annotations
@@ -63,12 +64,12 @@ def effective_robustness(rows_df: pd.DataFrame, baseline_df: pd.DataFrame | None
         low_r: fits with a correlation below this are flagged in ``note``.
 
     Returns:
-        One row per model x shift, columns :data:`ROBUSTNESS_COLUMNS`: ``model, dataset, top1,
-        baseline_top1, effective_robustness, relative_robustness`` (top1 and baseline_top1 as
-        fractions, the robustness columns in accuracy points), then ``imagenet_top1``,
-        ``eff_rob_low``, ``eff_rob_high`` (points; percentile interval over baseline resamples
-        and the model's own redrawn top-1s), ``eff_rob_baseline_low``, ``eff_rob_baseline_high``
-        (points; baseline resamples only),
+        One row per model x shift, columns :data:`ROBUSTNESS_COLUMNS`, every number in accuracy
+        points (``_pts``): ``model, dataset, top1_pts, baseline_top1_pts,
+        effective_robustness_pts, relative_robustness_pts``, then ``imagenet_top1_pts``,
+        ``eff_rob_low_pts``, ``eff_rob_high_pts`` (percentile interval over baseline resamples
+        and the model's own redrawn top-1s), ``eff_rob_baseline_low_pts``,
+        ``eff_rob_baseline_high_pts`` (baseline resamples only),
         ``fit_slope``, ``fit_intercept``, ``fit_r``, ``fit_n`` and ``note`` (empty, or
         sentences flagging a low fit r or an extrapolated fit). Models in input order,
         shifts in :data:`SHIFTS` order.
@@ -100,9 +101,9 @@ def effective_robustness(rows_df: pd.DataFrame, baseline_df: pd.DataFrame | None
             for i in np.flatnonzero(np.isnan(n_x) | np.isnan(n_y)):
                 notes[i].append(NOTE_NO_N)
         parts.append(pd.DataFrame({
-            "model": models, "dataset": shift, "top1": y,
-            "baseline_top1": pred, "effective_robustness": 100.0 * (y - pred),
-            "relative_robustness": 100.0 * (y - x), "imagenet_top1": x, **band,
+            "model": models, "dataset": shift, "top1_pts": 100.0 * y,
+            "baseline_top1_pts": 100.0 * pred, "effective_robustness_pts": 100.0 * (y - pred),
+            "relative_robustness_pts": 100.0 * (y - x), "imagenet_top1_pts": 100.0 * x, **band,
             "fit_slope": fit.slope, "fit_intercept": fit.intercept, "fit_r": fit.r,
             "fit_n": fit.n, "note": ["; ".join(n) for n in notes],
         }))
@@ -130,8 +131,8 @@ def _bands(fit: Fit, x: np.ndarray, y: np.ndarray, n_x: np.ndarray, n_y: np.ndar
            n_bootstrap: int, gen: np.random.Generator, level: float) -> dict[str, np.ndarray]:
     """Percentile bands (points) on effective robustness ``100 * (y - f(x))``.
 
-    ``eff_rob_baseline_low/high`` resample the baseline models only (the testbed's band).
-    ``eff_rob_low/high`` add the model's own sampling error: in each replicate the model's
+    ``eff_rob_baseline_low_pts/high_pts`` resample the baseline models only (the testbed's band).
+    ``eff_rob_low_pts/high_pts`` add the model's own sampling error: in each replicate the model's
     ImageNet and shift top-1 are redrawn as Binomial(n, top1) / n -- a bootstrap over the run's
     images, for a 0/1 outcome -- and judged against that replicate's refit line. A top-1 without
     an n (a published table has none) is held fixed, so the interval is the baseline band; when
@@ -139,15 +140,16 @@ def _bands(fit: Fit, x: np.ndarray, y: np.ndarray, n_x: np.ndarray, n_y: np.ndar
     """
     nan = np.full(len(x), np.nan)
     if n_bootstrap <= 0:
-        return {"eff_rob_low": nan, "eff_rob_high": nan, "eff_rob_baseline_low": nan.copy(),
-                "eff_rob_baseline_high": nan.copy()}
+        return {"eff_rob_low_pts": nan, "eff_rob_high_pts": nan, "eff_rob_baseline_low_pts": nan.copy(),
+                "eff_rob_baseline_high_pts": nan.copy()}
     intercepts, slopes = fit.bootstrap(n_bootstrap, gen)
     line = lambda top1: expit(intercepts[:, None] + slopes[:, None] * logit(clip_fraction(top1)))  # noqa: E731
     base_low, base_high = percentile_band(line(x[None, :]), level)
     x_star, y_star = _redraw(x, n_x, n_bootstrap, gen), _redraw(y, n_y, n_bootstrap, gen)
     low, high = percentile_band(100.0 * (y_star - line(x_star)), level)
-    return {"eff_rob_low": low, "eff_rob_high": high,
-            "eff_rob_baseline_low": 100.0 * (y - base_high), "eff_rob_baseline_high": 100.0 * (y - base_low)}
+    return {"eff_rob_low_pts": low, "eff_rob_high_pts": high,
+            "eff_rob_baseline_low_pts": 100.0 * (y - base_high),
+            "eff_rob_baseline_high_pts": 100.0 * (y - base_low)}
 
 
 def _redraw(top1: np.ndarray, n: np.ndarray, n_bootstrap: int, gen: np.random.Generator) -> np.ndarray:

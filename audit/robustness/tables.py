@@ -26,11 +26,15 @@ DATASETS = (IMAGENET, *SHIFTS)
 ROW_COLUMNS = ("model", "dataset", "top1")
 DEFAULT_BASELINE_NAME = f"audit/reference/{TESTBED_BASELINE}"
 
-#: Columns of the effective-robustness table, in order. The first six are the contract; the
-#: rest explain them. Accuracies are fractions; the three robustness columns are points.
+#: Columns of the effective-robustness table (robustness.csv), in order. The first six are the
+#: contract; the rest explain them. One unit for the whole table: every accuracy and robustness
+#: column is in accuracy points (0-100) and says so with a ``_pts`` suffix; the fit's slope and
+#: intercept are in logit space, ``fit_r``/``fit_n`` are unitless. (The *input* table's ``top1``,
+#: :data:`ROW_COLUMNS`, stays a fraction in [0, 1].)
 ROBUSTNESS_COLUMNS = (
-    "model", "dataset", "top1", "baseline_top1", "effective_robustness", "relative_robustness",
-    "imagenet_top1", "eff_rob_low", "eff_rob_high", "eff_rob_baseline_low", "eff_rob_baseline_high",
+    "model", "dataset", "top1_pts", "baseline_top1_pts", "effective_robustness_pts",
+    "relative_robustness_pts", "imagenet_top1_pts", "eff_rob_low_pts", "eff_rob_high_pts",
+    "eff_rob_baseline_low_pts", "eff_rob_baseline_high_pts",
     "fit_slope", "fit_intercept", "fit_r", "fit_n", "note",
 )
 

@@ -301,11 +301,11 @@ def _robustness(rng: np.random.Generator, n_images: int) -> tuple[pd.DataFrame, 
         rob = robustness_from_metrics(metrics, n_bootstrap=200, rng=0)
     except ImportError:  # the robustness package is optional for a preview
         acc = metrics.pivot(index="model", columns="dataset", values="value")
-        rob = pd.DataFrame([{"model": m, "dataset": d, "top1": acc.loc[m, d],
-                             "baseline_top1": acc.loc[m, "imagenet"] * 0.8,
-                             "effective_robustness": 100 * (acc.loc[m, d] - acc.loc[m, "imagenet"] * 0.8),
-                             "relative_robustness": 100 * (acc.loc[m, d] - acc.loc[m, "imagenet"]),
-                             "imagenet_top1": acc.loc[m, "imagenet"], "note": ""}
+        rob = pd.DataFrame([{"model": m, "dataset": d, "top1_pts": 100 * acc.loc[m, d],
+                             "baseline_top1_pts": 100 * acc.loc[m, "imagenet"] * 0.8,
+                             "effective_robustness_pts": 100 * (acc.loc[m, d] - acc.loc[m, "imagenet"] * 0.8),
+                             "relative_robustness_pts": 100 * (acc.loc[m, d] - acc.loc[m, "imagenet"]),
+                             "imagenet_top1_pts": 100 * acc.loc[m, "imagenet"], "note": ""}
                             for m in acc.index for d in acc.columns if d != "imagenet"])
     return pd.concat(preds, ignore_index=True), metrics, rob
 
