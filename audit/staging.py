@@ -58,6 +58,9 @@ def staged_dir(final: Path) -> Iterator[Path]:
     make_dirs(final.parent)
     try:
         stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; a run directory is meant to be shared
     except OSError as exc:
         _remove_empty(created)
         raise write_error(final, exc) from None

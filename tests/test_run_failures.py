@@ -279,3 +279,18 @@ def test_skipped_images_are_counted_in_the_summary(tmp_path: Path, capsys: pytes
     out = capsys.readouterr().out
     assert f"skipped 2 unreadable image(s) (2 in fairface); listed with the reason in {tmp_path / 'out' / 'manifest.json'}" in out
     assert os.path.exists(tmp_path / "out" / "manifest.json")
+
+
+def test_staged_run_directory_follows_the_umask_not_mkdtemp(tmp_path: Path) -> None:
+    """mkdtemp makes 0700 directories; a published run directory is as shareable as any other."""
+    import os
+
+    from audit.staging import staged_dir
+
+    umask = os.umask(0o022)
+    try:
+        with staged_dir(tmp_path / "runs" / "x") as stage:
+            (stage / "manifest.json").write_text("{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "runs" / "x").stat().st_mode & 0o777 == 0o755
