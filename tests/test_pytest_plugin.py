@@ -8,6 +8,11 @@ from typing import Any
 
 import pytest
 
+# Import what the plugin's hooks import lazily (statsmodels -> scipy -> numpy.fft) before pytester's
+# in-process runs: pytester drops modules first imported inside a run, and a C extension such as
+# numpy.fft's cannot be loaded twice in one process ("cannot load module more than once").
+import audit.compare.stats  # noqa: E402,F401
+import audit.gates  # noqa: E402,F401
 from audit.testing.gates import MODEL, metric_row, probe_dict, write_run
 
 pytest_plugins = ["pytester"]
