@@ -55,7 +55,9 @@ def single_frame(name: str, target: np.ndarray, top5: np.ndarray, columns: dict[
 def assert_same(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
     assert list(ours) == list(theirs)
     for key, value in theirs.items():
-        if isinstance(value, float) and math.isnan(value):
+        if value is None:  # e.g. main_metric of a task without one
+            assert ours[key] is None, key
+        elif isinstance(value, float) and math.isnan(value):
             assert math.isnan(ours[key]), key
         else:
             assert ours[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
