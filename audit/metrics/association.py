@@ -33,7 +33,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
 from audit.metrics.base import MetricRow, size_flag
 from audit.results import FLAG_UNDEFINED
@@ -164,12 +163,15 @@ def association_test(s_x: np.ndarray, s_y: np.ndarray, *, alternative: Alternati
 
 
 def holm(p_values: list[float]) -> list[float]:
-    """Holm-adjusted p-values (statsmodels); NaN entries stay NaN and are not counted."""
+    """Holm-adjusted p-values (:func:`audit.metrics.pairwise.holm`, equal to statsmodels'
+    ``multipletests``); NaN entries stay NaN and are not counted."""
+    from audit.metrics.pairwise import holm as holm_step_down
+
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full_like(p, math.nan)
     ok = ~np.isnan(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], method="holm")[1]
+        out[ok] = holm_step_down(p[ok])
     return [float(v) for v in out]
 
 
