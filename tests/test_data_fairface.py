@@ -198,7 +198,7 @@ def test_synthetic_fairface_generates_once_and_loads_through_fairface(tmp_path: 
 
 
 def test_synthetic_rejects_bad_options(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="options.n must be a whole number"):
+    with pytest.raises(UserError, match="options.n: must be a whole number"):
         SyntheticFairFaceAdapter(DatasetSpec(adapter="synthetic_fairface", options={"n": 0}),
                                  resolver(tmp_path)).load()
     with pytest.raises(UserError, match="generates its data"):

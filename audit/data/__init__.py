@@ -30,10 +30,10 @@ from audit.data.base import (
     DatasetAdapter,
     DatasetInfo,
     LoadedDataset,
+    Option,
     UnreadableImage,
 )
 from audit.errors import UserError
-from audit.registry import did_you_mean
 from audit.spec import DatasetSpec
 
 __all__ = [
@@ -151,16 +151,19 @@ class TableDataset:
                             border_crop=self._border_crop)
 
 
-def check_options(spec: DatasetSpec, allowed: Mapping[str, str]) -> None:
-    """Unknown keys in ``dataset.options`` are a :class:`UserError` listing the known ones."""
-    unknown = [k for k in spec.options if k not in allowed]
-    if unknown:
-        known = ", ".join(f"{k} ({v})" for k, v in allowed.items()) or "none"
-        raise UserError(
-            f"unknown option(s) for dataset adapter '{spec.adapter}': "
-            + ", ".join(f"'{k}'{did_you_mean(k, list(allowed))}" for k in unknown),
-            fix=f"options of {spec.adapter}: {known}",
-        )
+def check_options(spec: DatasetSpec, declared: Mapping[str, Option], resolve: Callable[[str], Path]) -> None:
+    """``dataset.options`` judged by the same rule as the probe loader
+    (:func:`audit.data.base.option_problems`), for adapters built without it (in code); a
+    :class:`UserError` lists every problem."""
+    from audit.data.base import option_help, option_problems
+    from audit.errors import Problem
+
+    problems = option_problems(spec.options, declared, resolve)
+    if problems:
+        known = ", ".join(f"{k} ({v})" for k, v in option_help(declared).items()) or "none"
+        raise UserError(f"invalid options for dataset adapter '{spec.adapter}'",
+                        problems=[Problem(f"dataset.options.{k}", msg) for k, msg in problems],
+                        fix=f"options of {spec.adapter}: {known}")
 
 
 def local_signature(root: Path) -> str:

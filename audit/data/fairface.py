@@ -42,7 +42,7 @@ class FairFaceAdapter(AdapterBase):
 
     def load(self) -> TableDataset:
         spec = self.spec
-        check_options(spec, self.options_help)
+        check_options(spec, self.options, self.resolve)
         attributes = tuple(dict.fromkeys([*(self.columns or ()), *spec.columns]))
         if spec.target is not None and spec.target not in attributes:
             raise UserError(f"dataset.target: '{spec.target}' is not a column of {spec.adapter} "

@@ -353,7 +353,7 @@ class HFAdapter(AdapterBase):
 
     def load(self) -> TableDataset:
         spec = self.spec
-        check_options(spec, self.options_help)
+        check_options(spec, self.options, self.resolve)
         source = resolve_source(spec.source, self.default_source, self.resolve, spec.adapter)
         split = spec.split or self.default_split
         opt = spec.options

@@ -98,7 +98,7 @@ class ImageFolderAdapter(AdapterBase):
 
     def load(self) -> TableDataset:
         spec = self.spec
-        check_options(spec, self.options_help)
+        check_options(spec, self.options, self.resolve)
         if spec.target not in (None, TARGET):
             raise UserError(f"dataset.target: imagefolder's target is the folder name, column "
                             f"'{TARGET}', not '{spec.target}'", fix="remove dataset.target")

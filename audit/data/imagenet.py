@@ -138,7 +138,7 @@ class ImageNetAdapter(AdapterBase):
 
     def load(self) -> TableDataset:
         spec = self.spec
-        check_options(spec, self.options_help)
+        check_options(spec, self.options, self.resolve)
         if spec.target not in (None, TARGET):
             raise UserError(f"dataset.target: {spec.adapter}'s target is the class, column "
                             f"'{TARGET}', not '{spec.target}'", fix="remove dataset.target")

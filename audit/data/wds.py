@@ -109,7 +109,7 @@ class WdsAdapter(AdapterBase):
 
     def load(self) -> TableDataset:
         spec = self.spec
-        check_options(spec, self.options_help)
+        check_options(spec, self.options, self.resolve)
         self.check_spec()
         source = resolve_source(spec.source, self.default_source, self.resolve, spec.adapter)
         split = spec.split or self.default_split

@@ -73,7 +73,7 @@ class DemoWorldAdapter(AdapterBase):
 
     def load(self) -> TableDataset:
         spec = self.spec
-        check_options(spec, self.options_help)
+        check_options(spec, self.options, self.resolve)
         n = _int_option(spec, "n", DEFAULT_N, 1, MAX_N)
         seed = _int_option(spec, "seed", DEFAULT_SEED, 0, 2**31 - 1)
         split = spec.split or self.default_split
