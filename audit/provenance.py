@@ -96,6 +96,7 @@ def manifest(probe: Probe, datasets: list[tuple[DatasetSpec, LoadedDataset]],
         "probe": {
             "name": spec.name, "kind": spec.kind, "path": str(probe.path), "sha256": probe.sha256,
             "notice": spec.notice, "resolved": resolved,
+            "allow_notebooks_outside": probe.allow_notebooks_outside,
         },
         "label_sets": [
             {"name": ls.spec.name, "version": ls.spec.version, "path": str(ls.path), "sha256": ls.sha256,

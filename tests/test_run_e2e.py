@@ -196,6 +196,7 @@ def test_manifest_provenance(tmp_path):
     assert m["format_version"] == FORMAT_VERSION and m["seed"] == 0
     assert m["scoring"] and set(m["files"]) >= {"metrics.csv", "predictions.parquet", "gates.json"}
     assert m["probe"]["resolved"]["name"] == "e2e" and len(m["probe"]["sha256"]) == 64
+    assert m["probe"]["allow_notebooks_outside"] is False  # the loader's choice is part of provenance
     assert {ls["name"] for ls in m["label_sets"]} == {"fairface_race_gender", "crime", "non_human", "child"}
     assert "a photo of a thief." in [p for row in m["prompts"]["default"]["prompts"] for p in row]
     assert "child" not in m["prompts"]["default"]["labels"] and "child" in m["prompts"]["with_child"]["labels"]

@@ -33,6 +33,8 @@ class ProbeRecord(BaseModel):
     sha256: str | None = Field(None, description="SHA-256 of the probe file.")
     notice: str | None = Field(None, description="The probe's notice, shown atop reports.")
     resolved: dict[str, Any] | None = Field(None, description="The fully resolved probe (what check re-judges).")
+    allow_notebooks_outside: bool = Field(False, description="Whether the run allowed report notebooks from "
+                                          "outside the probe's directory (--allow-notebooks-outside).")
 
 
 class LabelSetRecord(BaseModel):
